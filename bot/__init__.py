@@ -1,0 +1,1 @@
+"""The conversation engine, channel adapters, and the ``kaspro`` command line."""

@@ -1,0 +1,167 @@
+"""The tables. SQLAlchemy Core on purpose: the money path issues a handful of statements
+per movement, and Core keeps them cheap and explicit.
+
+Money columns are BigInteger rupiah. Times are stored in UTC.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+)
+
+# INTEGER PRIMARY KEY is SQLite's rowid alias (autoincrement); BIGINT elsewhere.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+Ts = DateTime(timezone=True)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("phone", String(20), nullable=False, unique=True),
+    Column("first_name", String(100), nullable=False),
+    Column("last_name", String(100), nullable=False, server_default=""),
+    Column("birth_date", Date, nullable=True),
+    Column("email", String(254), nullable=True),
+    # lower-cased email: one customer per address, case-insensitively
+    Column("email_normalized", String(254), nullable=True, unique=True),
+    Column("nik", String(16), nullable=True, unique=True),
+    Column("language", String(2), nullable=False, server_default="id"),
+    Column("tier", String(10), nullable=False, server_default="regular"),
+    Column("status", String(12), nullable=False, server_default="active"),
+    Column("pin_hash", String(200), nullable=True),
+    Column("failed_pin_attempts", Integer, nullable=False, server_default="0"),
+    Column("created_at", Ts, nullable=False),
+    Column("updated_at", Ts, nullable=False),
+    CheckConstraint("tier IN ('regular', 'premium')", name="tier"),
+    CheckConstraint(
+        "status IN ('active', 'locked', 'blocked', 'deactivated', 'closed')", name="status"
+    ),
+)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    # wallet:<customer id>, or <system group>#<shard> for system accounts
+    Column("code", String(80), nullable=False, unique=True),
+    Column("group_code", String(80), nullable=False, index=True),
+    Column("shard", Integer, nullable=False, server_default="0"),
+    Column("kind", String(30), nullable=False),
+    Column("customer_id", Id, ForeignKey("customers.id"), nullable=True, unique=True),
+    # posted balance (credits - debits) and the holds against it
+    Column("balance", BigInteger, nullable=False, server_default="0"),
+    Column("debits_pending", BigInteger, nullable=False, server_default="0"),
+    Column("credits_pending", BigInteger, nullable=False, server_default="0"),
+    # month-to-date transaction volume (WIB month YYYYMM), pending + posted
+    Column("usage_month", Integer, nullable=False, server_default="0"),
+    Column("usage_amount", BigInteger, nullable=False, server_default="0"),
+    Column("created_at", Ts, nullable=False),
+    CheckConstraint("debits_pending >= 0 AND credits_pending >= 0", name="pending_nonneg"),
+    CheckConstraint(
+        "customer_id IS NULL OR balance - debits_pending >= 0", name="customer_available_nonneg"
+    ),
+)
+
+movements = Table(
+    "movements",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("ref", String(20), nullable=False, unique=True),
+    Column("idempotency_key", String(200), nullable=False, unique=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("kind", String(30), nullable=False),
+    Column("state", String(10), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("fee", BigInteger, nullable=False, server_default="0"),
+    Column("debit_customer_id", Id, ForeignKey("customers.id"), nullable=True, index=True),
+    Column("credit_customer_id", Id, ForeignKey("customers.id"), nullable=True, index=True),
+    Column("usage_month", Integer, nullable=False),
+    Column("expires_at", Ts, nullable=True),
+    Column("created_at", Ts, nullable=False),
+    Column("settled_at", Ts, nullable=True),
+    Column("actor", String(120), nullable=False),
+    Column("settled_by", String(120), nullable=True),
+    Column("description", String(200), nullable=False, server_default=""),
+    Column("meta", JSON, nullable=True),
+    CheckConstraint("amount > 0 AND fee >= 0", name="amounts"),
+    CheckConstraint("state IN ('pending', 'posted', 'voided')", name="state"),
+)
+Index("ix_movements_pending_expiry", movements.c.state, movements.c.expires_at)
+
+entries = Table(
+    "entries",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("movement_id", Id, ForeignKey("movements.id"), nullable=False, index=True),
+    Column("account_id", Id, ForeignKey("accounts.id"), nullable=False, index=True),
+    # signed: credit > 0, debit < 0; a movement's entries sum to zero
+    Column("amount", BigInteger, nullable=False),
+    CheckConstraint("amount <> 0", name="nonzero"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", Ts, nullable=False),
+    Column("actor", String(120), nullable=False),
+    Column("action", String(60), nullable=False),
+    Column("customer_id", Id, ForeignKey("customers.id"), nullable=True, index=True),
+    Column("movement_id", Id, ForeignKey("movements.id"), nullable=True),
+    Column("details", JSON, nullable=True),
+)
+
+otp_challenges = Table(
+    "otp_challenges",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("phone", String(20), nullable=False),
+    Column("purpose", String(30), nullable=False),
+    Column("code_hash", String(64), nullable=False),
+    Column("state", String(12), nullable=False),  # active | used | failed | superseded
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("created_at", Ts, nullable=False),
+    Column("expires_at", Ts, nullable=False),
+)
+Index("ix_otp_challenges_phone_created", otp_challenges.c.phone, otp_challenges.c.created_at)
+
+otp_blocks = Table(
+    "otp_blocks",
+    metadata,
+    Column("phone", String(20), primary_key=True),
+    Column("until", Ts, nullable=False),
+    Column("reason", String(60), nullable=False),
+)
+
+__all__ = [
+    "accounts",
+    "audit_log",
+    "customers",
+    "entries",
+    "metadata",
+    "movements",
+    "otp_blocks",
+    "otp_challenges",
+]

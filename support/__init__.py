@@ -1,0 +1,1 @@
+"""The support console (web UI for agents and KYC reviewers)."""
