@@ -34,8 +34,7 @@ async def _ledger_check(settings: Settings) -> int:
 
     db = Database.from_url(settings.database_url, pool_size=1)
     try:
-        async with db.read() as conn:
-            report = await check_ledger(conn, Limits(settings), SystemClock())
+        report = await db.read(check_ledger, Limits(settings), SystemClock())
     finally:
         await db.dispose()
     print(report.render())

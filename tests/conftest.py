@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from storage.db import Database, create_null_pool_engine
+from storage.db import Database
 from storage.migrate import upgrade
 from storage.schema import metadata
 from wallet.clock import FrozenClock
@@ -59,11 +59,10 @@ async def _fresh_postgres() -> str:
     if not _pg_migrated:
         await upgrade(PG_URL)
         _pg_migrated = True
-    engine = create_null_pool_engine(PG_URL)
     names = ", ".join(t.name for t in metadata.sorted_tables)
-    async with engine.begin() as conn:
-        await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-    await engine.dispose()
+    db = Database(PG_URL, pooled=False)
+    await db.write(lambda conn: conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE")))
+    await db.dispose()
     return PG_URL
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, case, func, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, and_, case, func, select
 
 from storage.schema import accounts, customers, entries, movements
 from wallet.clock import Clock, month_key
@@ -34,11 +33,11 @@ class CheckReport:
         return "\n".join(lines)
 
 
-async def check_ledger(conn: AsyncConnection, limits: Limits, clock: Clock) -> CheckReport:
+def check_ledger(conn: Connection, limits: Limits, clock: Clock) -> CheckReport:
     report = CheckReport()
     p = report.problems
-    report.movements = int(await conn.scalar(select(func.count()).select_from(movements)) or 0)
-    report.accounts = int(await conn.scalar(select(func.count()).select_from(accounts)) or 0)
+    report.movements = int(conn.scalar(select(func.count()).select_from(movements)) or 0)
+    report.accounts = int(conn.scalar(select(func.count()).select_from(accounts)) or 0)
 
     # 1. every movement's entries sum to zero, and it has entries
     sums = (
@@ -46,7 +45,7 @@ async def check_ledger(conn: AsyncConnection, limits: Limits, clock: Clock) -> C
         .group_by(entries.c.movement_id)
         .subquery()
     )
-    for mid, ref, s in await conn.execute(
+    for mid, ref, s in conn.execute(
         select(movements.c.id, movements.c.ref, sums.c.s)
         .select_from(movements.outerjoin(sums, sums.c.movement_id == movements.c.id))
         .where((sums.c.s.is_(None)) | (sums.c.s != 0))
@@ -109,7 +108,7 @@ async def check_ledger(conn: AsyncConnection, limits: Limits, clock: Clock) -> C
         .group_by(entries.c.account_id)
         .subquery()
     )
-    rows = await conn.execute(
+    rows = conn.execute(
         select(
             accounts.c.id,
             accounts.c.code,
@@ -154,7 +153,7 @@ async def check_ledger(conn: AsyncConnection, limits: Limits, clock: Clock) -> C
         p.append(f"the books do not balance: all accounts sum to {total}, not 0")
 
     # 3. no hold outlives its expiry
-    for mid, ref, exp in await conn.execute(
+    for mid, ref, exp in conn.execute(
         select(movements.c.id, movements.c.ref, movements.c.expires_at)
         .where(movements.c.state == State.PENDING.value)
         .where(movements.c.expires_at <= clock.now())

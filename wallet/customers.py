@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Row, func, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, Row, func, select, update
 
 from storage.schema import accounts, customers
 from wallet.clock import as_utc
@@ -57,24 +56,24 @@ def to_customer(row: Row[Any]) -> Customer:
     )
 
 
-async def find_conflict(conn: AsyncConnection, phone: str, email: str | None) -> str | None:
+def find_conflict(conn: Connection, phone: str, email: str | None) -> str | None:
     """Which unique field (phone, email) of a new customer is already taken."""
-    if await conn.scalar(select(customers.c.id).where(customers.c.phone == phone)):
+    if conn.scalar(select(customers.c.id).where(customers.c.phone == phone)):
         return "phone"
-    if email and await conn.scalar(
+    if email and conn.scalar(
         select(customers.c.id).where(customers.c.email_normalized == email.lower())
     ):
         return "email"
     return None
 
 
-async def insert_customer(
-    conn: AsyncConnection, new: NewCustomer, pin_hash: str | None, now: datetime, actor: str
+def insert_customer(
+    conn: Connection, new: NewCustomer, pin_hash: str | None, now: datetime, actor: str
 ) -> Customer:
-    clash = await find_conflict(conn, new.phone, new.email)
+    clash = find_conflict(conn, new.phone, new.email)
     if clash:
         raise AlreadyRegistered(clash)
-    customer_id = await conn.scalar(
+    customer_id = conn.scalar(
         customers.insert()
         .values(
             phone=new.phone,
@@ -94,7 +93,7 @@ async def insert_customer(
         .returning(customers.c.id)
     )
     assert customer_id is not None
-    await conn.execute(
+    conn.execute(
         accounts.insert().values(
             code=wallet_code(customer_id),
             group_code=wallet_code(customer_id),
@@ -104,7 +103,7 @@ async def insert_customer(
             created_at=now,
         )
     )
-    await record_audit(
+    record_audit(
         conn,
         at=now,
         actor=actor,
@@ -112,33 +111,32 @@ async def insert_customer(
         customer_id=customer_id,
         details={"tier": Tier.REGULAR.value, "status": Status.ACTIVE.value},
     )
-    return await load_customer(conn, customer_id)
+    return load_customer(conn, customer_id)
 
 
-async def load_customer(
-    conn: AsyncConnection, customer_id: int, *, for_update: bool = False
-) -> Customer:
+def load_customer(conn: Connection, customer_id: int, *, for_update: bool = False) -> Customer:
     if for_update:
         # Lock the wallet account row first: the same lock every money movement takes,
         # so a status or tier change never interleaves with a movement's checks.
-        await conn.execute(
+        conn.execute(
             select(accounts.c.id).where(accounts.c.customer_id == customer_id).with_for_update()
         )
     stmt = select(customers).where(customers.c.id == customer_id)
-    row = (await conn.execute(stmt.with_for_update() if for_update else stmt)).first()
+    row = (conn.execute(stmt.with_for_update() if for_update else stmt)).first()
     if row is None:
         raise CustomerNotFound(str(customer_id))
     return to_customer(row)
 
 
-async def customer_by_phone(conn: AsyncConnection, phone: str) -> Customer | None:
-    row = (await conn.execute(select(customers).where(customers.c.phone == phone))).first()
+def customer_by_phone(conn: Connection, phone: str) -> Customer | None:
+    row = (conn.execute(select(customers).where(customers.c.phone == phone))).first()
     return None if row is None else to_customer(row)
 
 
-async def change_customer(
-    conn: AsyncConnection,
+def change_customer(
+    conn: Connection,
     customer_id: int,
+    /,
     *,
     now: datetime,
     actor: str,
@@ -147,8 +145,8 @@ async def change_customer(
     **values: Any,
 ) -> Customer:
     """Update a customer's row under the account lock and audit who did it and why."""
-    before = await load_customer(conn, customer_id, for_update=True)
-    await conn.execute(
+    before = load_customer(conn, customer_id, for_update=True)
+    conn.execute(
         update(customers).where(customers.c.id == customer_id).values(updated_at=now, **values)
     )
     details: dict[str, Any] = {
@@ -160,15 +158,13 @@ async def change_customer(
         details["status_before"] = before.status.value
     if reason:
         details["reason"] = reason
-    await record_audit(
-        conn, at=now, actor=actor, action=action, customer_id=customer_id, details=details
-    )
-    return await load_customer(conn, customer_id)
+    record_audit(conn, at=now, actor=actor, action=action, customer_id=customer_id, details=details)
+    return load_customer(conn, customer_id)
 
 
-async def bump_failed_pin(conn: AsyncConnection, customer_id: int, now: datetime) -> int:
+def bump_failed_pin(conn: Connection, customer_id: int, now: datetime) -> int:
     """Count one wrong PIN atomically; returns the new count."""
-    count = await conn.scalar(
+    count = conn.scalar(
         update(customers)
         .where(customers.c.id == customer_id)
         .values(failed_pin_attempts=customers.c.failed_pin_attempts + 1, updated_at=now)
@@ -177,5 +173,5 @@ async def bump_failed_pin(conn: AsyncConnection, customer_id: int, now: datetime
     return int(count or 0)
 
 
-async def count_customers(conn: AsyncConnection) -> int:
-    return int(await conn.scalar(select(func.count()).select_from(customers)) or 0)
+def count_customers(conn: Connection) -> int:
+    return int(conn.scalar(select(func.count()).select_from(customers)) or 0)

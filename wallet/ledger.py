@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, bindparam, func, or_, select, update
+from sqlalchemy import Connection, Row, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from storage.schema import accounts, audit_log, customers, entries, movements
 from wallet.clock import Clock, as_utc, month_key
@@ -136,17 +135,25 @@ class Limits:
 
 
 class SystemAccounts:
-    """Ids of the shard rows of each system account, created on first use and cached."""
+    """Ids of the shard rows of each system account.
+
+    Rows are created on first use; ids are cached only once their creation committed
+    (``remember``), so a rolled-back transaction never leaves a stale id behind.
+    """
 
     def __init__(self, shards: int) -> None:
         self.shards = shards
         self._ids: dict[str, list[int]] = {}
 
-    async def ids(self, conn: AsyncConnection, party: SystemParty, now: datetime) -> list[int]:
+    def cached(self, party: SystemParty) -> list[int] | None:
+        return self._ids.get(party.group_code)
+
+    def remember(self, party: SystemParty, ids: list[int]) -> None:
+        self._ids[party.group_code] = ids
+
+    def create(self, conn: Connection, party: SystemParty, now: datetime) -> list[int]:
+        """Create the shard rows if missing; return their ids (inside ``conn``'s transaction)."""
         code = party.group_code
-        found = self._ids.get(code)
-        if found is not None:
-            return found
         rows = [
             {
                 "code": f"{code}#{shard}",
@@ -162,20 +169,15 @@ class SystemAccounts:
             if conn.dialect.name == "postgresql"
             else sqlite.insert(accounts)
         )
-        await conn.execute(ins.on_conflict_do_nothing(index_elements=["code"]), rows)
-        result = await conn.execute(
+        conn.execute(ins.on_conflict_do_nothing(index_elements=["code"]), rows)
+        result = conn.execute(
             select(accounts.c.id).where(accounts.c.group_code == code).order_by(accounts.c.shard)
         )
-        ids = [r[0] for r in result]
-        self._ids[code] = ids
-        return ids
+        return [r[0] for r in result]
 
-    async def pick(self, conn: AsyncConnection, party: SystemParty, now: datetime) -> int:
-        ids = await self.ids(conn, party, now)
+    def pick(self, conn: Connection, party: SystemParty, now: datetime) -> int:
+        ids = self.cached(party) or self.create(conn, party, now)
         return ids[random.randrange(len(ids))]  # noqa: S311 - load spreading, not security
-
-    def forget(self) -> None:
-        self._ids.clear()
 
 
 class Ledger:
@@ -188,7 +190,7 @@ class Ledger:
         self.system = system
 
     # ------------------------------------------------------------------ create
-    async def move(self, conn: AsyncConnection, cmd: MoveMoney) -> Movement:
+    def move(self, conn: Connection, cmd: MoveMoney) -> Movement:
         """Create a posted or pending movement, exactly once per ``cmd.key``."""
         total = cmd.amount + cmd.fee
         if not isinstance(cmd.amount, int) or isinstance(cmd.amount, bool):
@@ -204,8 +206,8 @@ class Ledger:
         now = self.clock.now()
         month = month_key(now)
 
-        src_id, dst_id, fee_id = await self._resolve(conn, cmd, now)
-        locked = await self._lock(conn, [src_id, dst_id, *([fee_id] if fee_id else [])])
+        src_id, dst_id, fee_id = self._resolve(conn, cmd, now)
+        locked = self._lock(conn, [src_id, dst_id, *([fee_id] if fee_id else [])])
         src, dst = locked[src_id], locked[dst_id]
 
         expires_at = None
@@ -213,9 +215,9 @@ class Ledger:
             minutes = cmd.hold_minutes or self.settings.ledger.hold_expiry_minutes
             expires_at = now + timedelta(minutes=minutes)
         request_hash = cmd.request_hash()
-        movement_id = await self._insert_movement(conn, cmd, request_hash, month, now, expires_at)
+        movement_id = self._insert_movement(conn, cmd, request_hash, month, now, expires_at)
         if movement_id is None:  # the key was used before: return what it did
-            return await self._replay(conn, cmd.key, request_hash)
+            return self._replay(conn, cmd.key, request_hash)
 
         self._check_source(src, cmd, total, month)
         self._check_destination(dst, cmd.amount, month)
@@ -223,7 +225,7 @@ class Ledger:
         legs: list[tuple[_Acct, int]] = [(src, -total), (dst, cmd.amount)]
         if fee_id is not None:
             legs.append((locked[fee_id], cmd.fee))
-        await conn.execute(
+        conn.execute(
             _INSERT_ENTRY,
             [{"movement_id": movement_id, "account_id": a.id, "amount": amt} for a, amt in legs],
         )
@@ -238,36 +240,36 @@ class Ledger:
             if acct.customer_id is not None:
                 acct.add_usage(month, abs(amt))
             acct.dirty = True
-        await self._write_back(conn, locked.values())
-        return await self.get(conn, movement_id)
+        self._write_back(conn, locked.values())
+        return self.get(conn, movement_id)
 
-    async def _resolve(
-        self, conn: AsyncConnection, cmd: MoveMoney, now: datetime
+    def _resolve(
+        self, conn: Connection, cmd: MoveMoney, now: datetime
     ) -> tuple[int, int, int | None]:
         customer_ids = [
             p.customer_id for p in (cmd.source, cmd.destination) if isinstance(p, CustomerParty)
         ]
         by_customer: dict[int, int] = {}
         if customer_ids:
-            rows = await conn.execute(
+            rows = conn.execute(
                 select(accounts.c.customer_id, accounts.c.id).where(
                     accounts.c.customer_id.in_(customer_ids)
                 )
             )
             by_customer = {r[0]: r[1] for r in rows}
 
-        async def one(party: Party) -> int:
+        def one(party: Party) -> int:
             if isinstance(party, CustomerParty):
                 try:
                     return by_customer[party.customer_id]
                 except KeyError:
                     raise CustomerNotFound(str(party.customer_id)) from None
-            return await self.system.pick(conn, party, now)
+            return self.system.pick(conn, party, now)
 
-        fee_id = await self.system.pick(conn, FEE_INCOME, now) if cmd.fee else None
-        return await one(cmd.source), await one(cmd.destination), fee_id
+        fee_id = self.system.pick(conn, FEE_INCOME, now) if cmd.fee else None
+        return one(cmd.source), one(cmd.destination), fee_id
 
-    async def _lock(self, conn: AsyncConnection, ids: Iterable[int]) -> dict[int, _Acct]:
+    def _lock(self, conn: Connection, ids: Iterable[int]) -> dict[int, _Acct]:
         stmt = (
             select(*_LOCK_COLUMNS)
             .select_from(_FROM)
@@ -275,12 +277,12 @@ class Ledger:
             .order_by(accounts.c.id)
             .with_for_update(of=accounts)
         )
-        rows = await conn.execute(stmt)
+        rows = conn.execute(stmt)
         return {r[0]: _Acct(*r) for r in rows}
 
-    async def _insert_movement(
+    def _insert_movement(
         self,
-        conn: AsyncConnection,
+        conn: Connection,
         cmd: MoveMoney,
         request_hash: str,
         month: int,
@@ -316,13 +318,11 @@ class Ledger:
             .on_conflict_do_nothing(index_elements=["idempotency_key"])
             .returning(movements.c.id)
         )
-        row = (await conn.execute(stmt)).first()
+        row = (conn.execute(stmt)).first()
         return None if row is None else int(row[0])
 
-    async def _replay(self, conn: AsyncConnection, key: str, request_hash: str) -> Movement:
-        row = (
-            await conn.execute(select(movements).where(movements.c.idempotency_key == key))
-        ).one()
+    def _replay(self, conn: Connection, key: str, request_hash: str) -> Movement:
+        row = (conn.execute(select(movements).where(movements.c.idempotency_key == key))).one()
         if row.request_hash != request_hash:
             raise IdempotencyConflict(key)
         return _movement(row, replayed=True)
@@ -358,7 +358,7 @@ class Ledger:
         if used + amount > monthly:
             raise MonthlyLimitExceeded(monthly, used, amount)
 
-    async def _write_back(self, conn: AsyncConnection, accts: Iterable[_Acct]) -> None:
+    def _write_back(self, conn: Connection, accts: Iterable[_Acct]) -> None:
         params = [
             {
                 "a_id": a.id,
@@ -372,12 +372,10 @@ class Ledger:
             if a.dirty
         ]
         if params:
-            await conn.execute(_WRITE_BACK, params)
+            conn.execute(_WRITE_BACK, params)
 
     # ------------------------------------------------------------------ settle
-    async def settle(
-        self, conn: AsyncConnection, movement_id: int, *, post: bool, actor: str
-    ) -> Movement:
+    def settle(self, conn: Connection, movement_id: int, *, post: bool, actor: str) -> Movement:
         """Post or void a pending movement, exactly once.
 
         Posting a movement that is already posted returns it (a retried callback);
@@ -386,7 +384,7 @@ class Ledger:
         """
         legs = [
             (int(r[0]), int(r[1]))
-            for r in await conn.execute(
+            for r in conn.execute(
                 select(entries.c.account_id, entries.c.amount).where(
                     entries.c.movement_id == movement_id
                 )
@@ -394,11 +392,9 @@ class Ledger:
         ]
         if not legs:
             raise MovementNotFound(str(movement_id))
-        locked = await self._lock(conn, (a for a, _ in legs))
+        locked = self._lock(conn, (a for a, _ in legs))
         row = (
-            await conn.execute(
-                select(movements).where(movements.c.id == movement_id).with_for_update()
-            )
+            conn.execute(select(movements).where(movements.c.id == movement_id).with_for_update())
         ).one()
         state = State(row.state)
         wanted = State.POSTED if post else State.VOIDED
@@ -420,17 +416,17 @@ class Ledger:
             elif acct.customer_id is not None and acct.usage_month == row.usage_month:
                 acct.usage_amount = max(acct.usage_amount - abs(amt), 0)
             acct.dirty = True
-        await self._write_back(conn, locked.values())
-        await conn.execute(
+        self._write_back(conn, locked.values())
+        conn.execute(
             update(movements)
             .where(movements.c.id == movement_id)
             .values(state=wanted.value, settled_at=now, settled_by=actor[:120])
         )
-        return await self.get(conn, movement_id)
+        return self.get(conn, movement_id)
 
-    async def due_holds(self, conn: AsyncConnection, limit: int = 500) -> list[int]:
+    def due_holds(self, conn: Connection, limit: int = 500) -> list[int]:
         """Pending movements whose hold has expired."""
-        rows = await conn.execute(
+        rows = conn.execute(
             select(movements.c.id)
             .where(movements.c.state == State.PENDING.value)
             .where(movements.c.expires_at <= self.clock.now())
@@ -440,24 +436,24 @@ class Ledger:
         return [int(r[0]) for r in rows]
 
     # ------------------------------------------------------------------ read
-    async def get(self, conn: AsyncConnection, movement_id: int) -> Movement:
-        row = (await conn.execute(select(movements).where(movements.c.id == movement_id))).first()
+    def get(self, conn: Connection, movement_id: int) -> Movement:
+        row = (conn.execute(select(movements).where(movements.c.id == movement_id))).first()
         if row is None:
             raise MovementNotFound(str(movement_id))
         return _movement(row)
 
-    async def find(
-        self, conn: AsyncConnection, *, key: str | None = None, ref: str | None = None
+    def find(
+        self, conn: Connection, *, key: str | None = None, ref: str | None = None
     ) -> Movement | None:
         cond = movements.c.idempotency_key == key if key is not None else movements.c.ref == ref
-        row = (await conn.execute(select(movements).where(cond))).first()
+        row = (conn.execute(select(movements).where(cond))).first()
         return None if row is None else _movement(row)
 
-    async def history(
-        self, conn: AsyncConnection, customer_id: int, *, limit: int = 10, offset: int = 0
+    def history(
+        self, conn: Connection, customer_id: int, *, limit: int = 10, offset: int = 0
     ) -> list[Movement]:
         """A customer's movements, newest first."""
-        rows = await conn.execute(
+        rows = conn.execute(
             select(movements)
             .where(
                 or_(
@@ -471,9 +467,9 @@ class Ledger:
         )
         return [_movement(r) for r in rows]
 
-    async def system_balance(self, conn: AsyncConnection, party: SystemParty) -> int:
+    def system_balance(self, conn: Connection, party: SystemParty) -> int:
         """A system account's balance: the sum of its shards."""
-        value = await conn.scalar(
+        value = conn.scalar(
             select(func.coalesce(func.sum(accounts.c.balance), 0)).where(
                 accounts.c.group_code == party.group_code
             )
@@ -481,8 +477,8 @@ class Ledger:
         return int(value or 0)
 
 
-async def record_audit(
-    conn: AsyncConnection,
+def record_audit(
+    conn: Connection,
     *,
     at: datetime,
     actor: str,
@@ -491,7 +487,7 @@ async def record_audit(
     movement_id: int | None = None,
     details: Mapping[str, Any] | None = None,
 ) -> None:
-    await conn.execute(
+    conn.execute(
         audit_log.insert().values(
             at=at,
             actor=actor[:120],

@@ -3,13 +3,10 @@ transaction (BEGIN IMMEDIATE) already excludes every other writer."""
 
 from __future__ import annotations
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, text
 
 
-async def xact_lock(conn: AsyncConnection, name: str) -> None:
+def xact_lock(conn: Connection, name: str) -> None:
     """Hold a lock named ``name`` until the transaction ends."""
     if conn.dialect.name == "postgresql":
-        await conn.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:n, 0))"), {"n": name}
-        )
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:n, 0))"), {"n": name})

@@ -2,20 +2,19 @@
 
 Each method runs in its own transaction (retried on transient conflicts). Callers that
 must combine wallet work with their own writes in one transaction (the conversation
-engine) use ``wallet.ledger`` and ``wallet.customers`` functions on their connection.
+engine) call ``wallet.ledger`` and ``wallet.customers`` functions on their connection
+inside ``db.write``.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from storage.db import Database
 from storage.schema import accounts, customers
@@ -32,12 +31,23 @@ from wallet.errors import (
     WeakPin,
 )
 from wallet.ledger import Ledger, SystemAccounts
-from wallet.model import Balance, Customer, Movement, MoveMoney, State, Status, Tier
+from wallet.model import (
+    FEE_INCOME,
+    Balance,
+    Customer,
+    Movement,
+    MoveMoney,
+    State,
+    Status,
+    SystemParty,
+    Tier,
+)
 from wallet.otp import OtpService
 from wallet.phone import normalize_phone
 from wallet.security import PinHasher, check_new_pin
 
 log = logging.getLogger("kaspro.wallet")
+P = ParamSpec("P")
 T = TypeVar("T")
 
 # PostgreSQL: serialization_failure, deadlock_detected. SQLite: busy past the timeout.
@@ -50,6 +60,27 @@ def _is_transient(exc: DBAPIError) -> bool:
         if getattr(candidate, "sqlstate", None) in _TRANSIENT_SQLSTATES:
             return True
     return "database is locked" in str(orig)
+
+
+def _balance(conn: Connection, customer_id: int) -> Any:
+    return conn.execute(
+        select(
+            accounts.c.balance,
+            accounts.c.debits_pending,
+            accounts.c.credits_pending,
+            accounts.c.usage_month,
+            accounts.c.usage_amount,
+            customers.c.tier,
+        )
+        .select_from(accounts.join(customers, customers.c.id == accounts.c.customer_id))
+        .where(accounts.c.customer_id == customer_id)
+    ).first()
+
+
+def _pin_state(conn: Connection, customer_id: int) -> Any:
+    return conn.execute(
+        select(customers.c.pin_hash, customers.c.status).where(customers.c.id == customer_id)
+    ).first()
 
 
 class Wallet:
@@ -73,13 +104,14 @@ class Wallet:
         self.pins = PinHasher(settings.security)
         self.otp = OtpService(db, settings.security, self.clock, secret_key)
 
-    async def run(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-        """Run ``work`` in a write transaction, retrying transient conflicts."""
+    async def run(
+        self, work: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run ``work(conn, …)`` in a write transaction, retrying transient conflicts."""
         attempts = self.settings.db.retry_attempts
         for attempt in range(1, attempts + 1):
             try:
-                async with self.db.begin() as conn:
-                    return await work(conn)
+                return await self.db.write(work, *args, **kwargs)
             except IntegrityError:
                 # A concurrent request won a unique race (idempotency key, phone...):
                 # the retry reads what it wrote.
@@ -93,59 +125,46 @@ class Wallet:
     # ---------------------------------------------------------------- money
     async def move(self, cmd: MoveMoney) -> Movement:
         """Move money (posted now, or held when ``cmd.hold``). Idempotent on ``cmd.key``."""
-        return await self.run(lambda conn: self.ledger.move(conn, cmd))
+        await self.ensure_system_accounts(
+            *(p for p in (cmd.source, cmd.destination) if isinstance(p, SystemParty)),
+            *((FEE_INCOME,) if cmd.fee else ()),
+        )
+        return await self.run(self.ledger.move, cmd)
+
+    async def ensure_system_accounts(self, *parties: SystemParty) -> None:
+        """Create system accounts' shard rows once, in their own committed transaction."""
+        for party in parties:
+            if self.system.cached(party) is None:
+                ids = await self.run(self.system.create, party, self.clock.now())
+                self.system.remember(party, ids)
 
     async def post(self, movement_id: int, actor: str) -> Movement:
         """Post a hold. Raises HoldExpired (after voiding it) when its time ran out."""
-        result = await self.run(
-            lambda c: self.ledger.settle(c, movement_id, post=True, actor=actor)
-        )
+        result = await self.run(self.ledger.settle, movement_id, post=True, actor=actor)
         if result.state is State.VOIDED:
             raise HoldExpired()
         return result
 
     async def void(self, movement_id: int, actor: str) -> Movement:
-        return await self.run(lambda c: self.ledger.settle(c, movement_id, post=False, actor=actor))
+        return await self.run(self.ledger.settle, movement_id, post=False, actor=actor)
 
     async def expire_holds(self) -> int:
         """Void every hold past its expiry. Returns how many were voided."""
         done = 0
-        while True:
-            async with self.db.read() as conn:
-                due = await self.ledger.due_holds(conn)
-            if not due:
-                return done
+        while due := await self.db.read(self.ledger.due_holds):
             for movement_id in due:
-                moved = await self.run(functools.partial(self._expire, movement_id))
+                moved = await self.run(self.ledger.settle, movement_id, post=False, actor="expiry")
                 done += not moved.replayed
-
-    async def _expire(self, movement_id: int, conn: AsyncConnection) -> Movement:
-        return await self.ledger.settle(conn, movement_id, post=False, actor="expiry")
+        return done
 
     async def movement(self, movement_id: int) -> Movement:
-        async with self.db.read() as conn:
-            return await self.ledger.get(conn, movement_id)
+        return await self.db.read(self.ledger.get, movement_id)
 
     async def history(self, customer_id: int, limit: int = 10, offset: int = 0) -> list[Movement]:
-        async with self.db.read() as conn:
-            return await self.ledger.history(conn, customer_id, limit=limit, offset=offset)
+        return await self.db.read(self.ledger.history, customer_id, limit=limit, offset=offset)
 
     async def balance(self, customer_id: int) -> Balance:
-        async with self.db.read() as conn:
-            row = (
-                await conn.execute(
-                    select(
-                        accounts.c.balance,
-                        accounts.c.debits_pending,
-                        accounts.c.credits_pending,
-                        accounts.c.usage_month,
-                        accounts.c.usage_amount,
-                        customers.c.tier,
-                    )
-                    .select_from(accounts.join(customers, customers.c.id == accounts.c.customer_id))
-                    .where(accounts.c.customer_id == customer_id)
-                )
-            ).first()
+        row = await self.db.read(_balance, customer_id)
         if row is None:
             raise CustomerNotFound(str(customer_id))
         tier = Tier(row.tier)
@@ -175,107 +194,62 @@ class Wallet:
             pin_hash = await self.pins.hash(pin)
         now = self.clock.now()
         try:
-            return await self.run(lambda c: cust.insert_customer(c, new, pin_hash, now, actor))
-        except IntegrityError:
-            async with self.db.read() as conn:
-                clash = await cust.find_conflict(conn, new.phone, new.email)
+            return await self.db.write(cust.insert_customer, new, pin_hash, now, actor)
+        except IntegrityError:  # lost a race with a concurrent registration
+            clash = await self.db.read(cust.find_conflict, new.phone, new.email)
             raise AlreadyRegistered(clash or "phone") from None
 
     async def customer(self, customer_id: int) -> Customer:
-        async with self.db.read() as conn:
-            return await cust.load_customer(conn, customer_id)
+        return await self.db.read(cust.load_customer, customer_id)
 
     async def customer_by_phone(self, phone: str) -> Customer | None:
-        async with self.db.read() as conn:
-            return await cust.customer_by_phone(conn, normalize_phone(phone))
+        return await self.db.read(cust.customer_by_phone, normalize_phone(phone))
 
     async def set_status(
         self, customer_id: int, status: Status, *, actor: str, reason: str = ""
     ) -> Customer:
-        now = self.clock.now()
         return await self.run(
-            lambda c: cust.change_customer(
-                c,
-                customer_id,
-                now=now,
-                actor=actor,
-                action="customer.status",
-                reason=reason,
-                status=status.value,
-            )
+            cust.change_customer,
+            customer_id,
+            now=self.clock.now(),
+            actor=actor,
+            action="customer.status",
+            reason=reason,
+            status=status.value,
         )
 
     async def set_tier(
         self, customer_id: int, tier: Tier, *, actor: str, reason: str = ""
     ) -> Customer:
-        now = self.clock.now()
         return await self.run(
-            lambda c: cust.change_customer(
-                c,
-                customer_id,
-                now=now,
-                actor=actor,
-                action="customer.tier",
-                reason=reason,
-                tier=tier.value,
-            )
+            cust.change_customer,
+            customer_id,
+            now=self.clock.now(),
+            actor=actor,
+            action="customer.tier",
+            reason=reason,
+            tier=tier.value,
         )
 
     # ---------------------------------------------------------------- PIN
     async def verify_pin(self, customer_id: int, pin: str) -> None:
         """Return when ``pin`` is right. A wrong one is counted (and committed) before
         InvalidPin is raised; the last allowed wrong one locks the customer (PinLocked)."""
-        async with self.db.read() as conn:
-            row = (
-                await conn.execute(
-                    select(customers.c.pin_hash, customers.c.status).where(
-                        customers.c.id == customer_id
-                    )
-                )
-            ).first()
+        row = await self.db.read(_pin_state, customer_id)
         if row is None:
             raise CustomerNotFound(str(customer_id))
         if row.status == Status.LOCKED.value:
             raise PinLocked()
         if row.pin_hash is None:
             raise PinNotSet()
-        ok = await self.pins.verify(row.pin_hash, pin)
-        now = self.clock.now()
-        limit = self.settings.security.max_pin_attempts
-        if ok:
+        if await self.pins.verify(row.pin_hash, pin):
+            new_hash = row.pin_hash
             if self.pins.needs_rehash(row.pin_hash):
                 new_hash = await self.pins.hash(pin)
-            else:
-                new_hash = row.pin_hash
-
-            async def _ok(conn: AsyncConnection) -> None:
-                await conn.execute(
-                    update(customers)
-                    .where(customers.c.id == customer_id)
-                    .where(customers.c.status != Status.LOCKED.value)
-                    .values(failed_pin_attempts=0, pin_hash=new_hash)
-                )
-
-            await self.run(_ok)
+            await self.run(_pin_ok, customer_id, new_hash)
             return
-
-        async def _wrong(conn: AsyncConnection) -> int:
-            count = await cust.bump_failed_pin(conn, customer_id, now)
-            if count >= limit:
-                current = await cust.load_customer(conn, customer_id)
-                if current.status is Status.ACTIVE:
-                    await cust.change_customer(
-                        conn,
-                        customer_id,
-                        now=now,
-                        actor="security",
-                        action="customer.status",
-                        reason="too many wrong PINs",
-                        status=Status.LOCKED.value,
-                    )
-            return count
-
-        count = await self.run(_wrong)
+        limit = self.settings.security.max_pin_attempts
+        count = await self.run(_pin_wrong, customer_id, self.clock.now(), limit)
         if count >= limit:
             raise PinLocked()
         raise InvalidPin(limit - count)
@@ -287,18 +261,7 @@ class Wallet:
         current = await self.customer(customer_id)
         check_new_pin(new_pin, current.birth_date)
         new_hash = await self.pins.hash(new_pin)
-        now = self.clock.now()
-
-        async def _reset(conn: AsyncConnection) -> Customer:
-            fresh = await cust.load_customer(conn, customer_id, for_update=True)
-            values: dict[str, Any] = {"pin_hash": new_hash, "failed_pin_attempts": 0}
-            if fresh.status is Status.LOCKED:
-                values["status"] = Status.ACTIVE.value
-            return await cust.change_customer(
-                conn, customer_id, now=now, actor=actor, action="customer.pin_reset", **values
-            )
-
-        return await self.run(_reset)
+        return await self.run(_pin_reset, customer_id, new_hash, self.clock.now(), actor)
 
     async def change_pin(self, customer_id: int, old_pin: str, new_pin: str) -> Customer:
         """Change a known PIN. The old one is checked (and counted) like any PIN."""
@@ -308,15 +271,46 @@ class Wallet:
         if new_pin == old_pin:
             raise WeakPin("same_as_old")
         new_hash = await self.pins.hash(new_pin)
-        now = self.clock.now()
         return await self.run(
-            lambda c: cust.change_customer(
-                c,
-                customer_id,
-                now=now,
-                actor="customer",
-                action="customer.pin_changed",
-                pin_hash=new_hash,
-                failed_pin_attempts=0,
-            )
+            cust.change_customer,
+            customer_id,
+            now=self.clock.now(),
+            actor="customer",
+            action="customer.pin_changed",
+            pin_hash=new_hash,
+            failed_pin_attempts=0,
         )
+
+
+def _pin_ok(conn: Connection, customer_id: int, pin_hash: str) -> None:
+    conn.execute(
+        update(customers)
+        .where(customers.c.id == customer_id)
+        .where(customers.c.status != Status.LOCKED.value)
+        .values(failed_pin_attempts=0, pin_hash=pin_hash)
+    )
+
+
+def _pin_wrong(conn: Connection, customer_id: int, now: Any, limit: int) -> int:
+    count = cust.bump_failed_pin(conn, customer_id, now)
+    if count >= limit and cust.load_customer(conn, customer_id).status is Status.ACTIVE:
+        cust.change_customer(
+            conn,
+            customer_id,
+            now=now,
+            actor="security",
+            action="customer.status",
+            reason="too many wrong PINs",
+            status=Status.LOCKED.value,
+        )
+    return count
+
+
+def _pin_reset(conn: Connection, customer_id: int, pin_hash: str, now: Any, actor: str) -> Customer:
+    fresh = cust.load_customer(conn, customer_id, for_update=True)
+    values: dict[str, Any] = {"pin_hash": pin_hash, "failed_pin_attempts": 0}
+    if fresh.status is Status.LOCKED:
+        values["status"] = Status.ACTIVE.value
+    return cust.change_customer(
+        conn, customer_id, now=now, actor=actor, action="customer.pin_reset", **values
+    )

@@ -48,8 +48,7 @@ from wallet.model import (
 
 
 async def assert_clean(env: Env) -> None:
-    async with env.db.read() as conn:
-        report = await check_ledger(conn, env.wallet.ledger.limits, env.clock)
+    report = await env.db.read(check_ledger, env.wallet.ledger.limits, env.clock)
     assert report.ok, report.render()
 
 
@@ -59,15 +58,11 @@ async def test_topup_posts_balanced_entries_and_credits_the_wallet(env: Env) -> 
     assert m.state is State.POSTED and m.amount == 150_000 and m.ref.startswith("KP")
     bal = await env.wallet.balance(cid)
     assert (bal.balance, bal.available, bal.month_used) == (150_000, 150_000, 150_000)
-    async with env.db.read() as conn:
-        amounts = sorted(
-            r[0]
-            for r in await conn.execute(
-                select(entries.c.amount).where(entries.c.movement_id == m.id)
-            )
-        )
-        assert amounts == [-150_000, 150_000]
-        assert await env.wallet.ledger.system_balance(conn, VA_BCA) == -150_000
+    rows = await env.db.read(
+        lambda c: c.execute(select(entries.c.amount).where(entries.c.movement_id == m.id)).all()
+    )
+    assert sorted(r[0] for r in rows) == [-150_000, 150_000]
+    assert await env.db.read(env.wallet.ledger.system_balance, VA_BCA) == -150_000
     await assert_clean(env)
 
 
@@ -145,8 +140,7 @@ async def test_insufficient_funds_changes_nothing(env: Env) -> None:
     assert (err.value.available, err.value.needed) == (50_000, 51_500)
     assert (await env.wallet.balance(a)).balance == 50_000
     assert (await env.wallet.balance(b)).balance == 0
-    async with env.db.read() as conn:
-        assert len((await conn.execute(select(movements.c.id))).all()) == 1
+    assert len(await env.db.read(lambda c: c.execute(select(movements.c.id)).all())) == 1
     await assert_clean(env)
 
 
@@ -158,8 +152,7 @@ async def test_fee_goes_to_fee_income(env: Env) -> None:
     assert m.fee == 2_500
     assert (await env.wallet.balance(a)).balance == 57_500
     assert (await env.wallet.balance(b)).balance == 40_000
-    async with env.db.read() as conn:
-        assert await env.wallet.ledger.system_balance(conn, FEE_INCOME) == 2_500
+    assert await env.db.read(env.wallet.ledger.system_balance, FEE_INCOME) == 2_500
     await assert_clean(env)
 
 
@@ -321,8 +314,7 @@ async def test_holds_expire(env: Env) -> None:
     env.clock.advance(timedelta(minutes=29))
     assert await env.wallet.expire_holds() == 0
     env.clock.advance(timedelta(minutes=1))
-    async with env.db.read() as conn:
-        report = await check_ledger(conn, env.wallet.ledger.limits, env.clock)
+    report = await env.db.read(check_ledger, env.wallet.ledger.limits, env.clock)
     assert any("hold expired" in p for p in report.problems)
     with pytest.raises(HoldExpired):
         await env.wallet.post(h1.id, actor="late-callback")
@@ -338,15 +330,16 @@ async def test_hot_system_account_is_spread_over_shards(env: Env) -> None:
     for cid in customers_:
         for _ in range(5):
             await topup(env.wallet, cid, 1_000)
-    async with env.db.read() as conn:
-        used = await conn.execute(
+    used = await env.db.read(
+        lambda c: c.execute(
             select(entries.c.account_id)
             .join(accounts, accounts.c.id == entries.c.account_id)
             .where(accounts.c.group_code == VA_BCA.group_code)
             .distinct()
-        )
-        assert len(used.all()) > 1
-        assert await env.wallet.ledger.system_balance(conn, VA_BCA) == -30_000
+        ).all()
+    )
+    assert len(used) > 1
+    assert await env.db.read(env.wallet.ledger.system_balance, VA_BCA) == -30_000
     await assert_clean(env)
 
 
@@ -366,14 +359,13 @@ async def test_every_change_records_who_caused_it(env: Env) -> None:
     cid = await new_customer(env.wallet)
     await env.wallet.set_tier(cid, Tier.PREMIUM, actor="agent:rina", reason="KYC approved")
     await env.wallet.set_status(cid, Status.BLOCKED, actor="agent:rina", reason="chargeback")
-    async with env.db.read() as conn:
-        rows = (
-            await conn.execute(
-                select(audit_log.c.actor, audit_log.c.action, audit_log.c.details)
-                .where(audit_log.c.customer_id == cid)
-                .order_by(audit_log.c.id)
-            )
+    rows = await env.db.read(
+        lambda c: c.execute(
+            select(audit_log.c.actor, audit_log.c.action, audit_log.c.details)
+            .where(audit_log.c.customer_id == cid)
+            .order_by(audit_log.c.id)
         ).all()
+    )
     assert [(r.actor, r.action) for r in rows] == [
         ("customer", "customer.registered"),
         ("agent:rina", "customer.tier"),
@@ -394,14 +386,14 @@ async def test_ledger_check_finds_tampering(env: Env) -> None:
     await topup(env.wallet, cid, 10_000)
     await pay_merchant(env.wallet, cid, 4_000)
     await assert_clean(env)
-    async with env.db.begin() as conn:
-        await conn.execute(
+    await env.db.write(
+        lambda c: c.execute(
             update(accounts)
             .where(accounts.c.customer_id == cid)
             .values(balance=accounts.c.balance + 1)
         )
-    async with env.db.read() as conn:
-        report = await check_ledger(conn, env.wallet.ledger.limits, env.clock)
+    )
+    report = await env.db.read(check_ledger, env.wallet.ledger.limits, env.clock)
     assert not report.ok
     text = report.render()
     assert f"wallet:{cid}: balance 6001 but entries say 6000" in text
@@ -412,5 +404,4 @@ async def test_merchant_account_receives_qris_payment(env: Env) -> None:
     cid = await new_customer(env.wallet)
     await topup(env.wallet, cid, 10_000)
     await pay_merchant(env.wallet, cid, 7_000)
-    async with env.db.read() as conn:
-        assert await env.wallet.ledger.system_balance(conn, MERCHANT) == 7_000
+    assert await env.db.read(env.wallet.ledger.system_balance, MERCHANT) == 7_000

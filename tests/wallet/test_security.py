@@ -51,8 +51,9 @@ def test_weak_pins(pin: str, reason: str | None) -> None:
 
 async def test_pin_is_hashed_with_argon2id_and_verified(env: Env) -> None:
     cid = await new_customer(env.wallet, pin="246813")
-    async with env.db.read() as conn:
-        stored = await conn.scalar(select(customers.c.pin_hash).where(customers.c.id == cid))
+    stored = await env.db.read(
+        lambda c: c.scalar(select(customers.c.pin_hash).where(customers.c.id == cid))
+    )
     assert stored.startswith("$argon2id$") and "246813" not in stored
     await env.wallet.verify_pin(cid, "246813")
 
@@ -103,16 +104,14 @@ async def test_change_pin_checks_the_old_and_refuses_the_same(env: Env) -> None:
 async def test_weak_pin_at_registration_creates_nobody(env: Env) -> None:
     with pytest.raises(WeakPin):
         await env.wallet.register(NewCustomer(next_phone(), "Ani"), pin="123456")
-    async with env.db.read() as conn:
-        assert (await conn.execute(select(customers.c.id))).first() is None
+    assert await env.db.read(lambda c: c.execute(select(customers.c.id)).first()) is None
 
 
 async def test_otp_round_trip_and_single_use(env: Env) -> None:
     phone = normalize_phone(next_phone())
     issued = await env.wallet.otp.request(phone, "register")
     assert len(issued.code) == 6 and issued.code.isdigit()
-    async with env.db.read() as conn:
-        stored = await conn.scalar(select(otp_challenges.c.code_hash))
+    stored = await env.db.read(lambda c: c.scalar(select(otp_challenges.c.code_hash)))
     assert issued.code not in stored
     await env.wallet.otp.verify(phone, "register", issued.code)
     with pytest.raises(OtpNotRequested):  # used up
