@@ -117,6 +117,32 @@ _WRITE_BACK = (
 
 _INSERT_ENTRY = entries.insert()
 
+# Every account a movement touches, locked in one statement in a fixed (id) order.
+_LOCK_PARTIES = (
+    select(*_LOCK_COLUMNS)
+    .select_from(_FROM)
+    .where(
+        or_(
+            accounts.c.customer_id.in_(bindparam("cids", expanding=True)),
+            accounts.c.id.in_(bindparam("ids", expanding=True)),
+        )
+    )
+    .order_by(accounts.c.id)
+    .with_for_update(of=accounts)
+)
+
+_INSERT_MOVEMENT = {
+    name: dialect.insert(movements)
+    .on_conflict_do_nothing(index_elements=["idempotency_key"])
+    .returning(movements.c.id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+
+
+def _insert_movement_stmt(dialect: str) -> Any:
+    """INSERT … ON CONFLICT (idempotency_key) DO NOTHING RETURNING id."""
+    return _INSERT_MOVEMENT[dialect]
+
 
 class Limits:
     """Tier limits from config."""
@@ -206,89 +232,13 @@ class Ledger:
         now = self.clock.now()
         month = month_key(now)
 
-        src_id, dst_id, fee_id = self._resolve(conn, cmd, now)
-        locked = self._lock(conn, [src_id, dst_id, *([fee_id] if fee_id else [])])
-        src, dst = locked[src_id], locked[dst_id]
+        src, dst, fee_acct, locked = self._lock_parties(conn, cmd, now)
 
         expires_at = None
         if cmd.hold:
             minutes = cmd.hold_minutes or self.settings.ledger.hold_expiry_minutes
             expires_at = now + timedelta(minutes=minutes)
         request_hash = cmd.request_hash()
-        movement_id = self._insert_movement(conn, cmd, request_hash, month, now, expires_at)
-        if movement_id is None:  # the key was used before: return what it did
-            return self._replay(conn, cmd.key, request_hash)
-
-        self._check_source(src, cmd, total, month)
-        self._check_destination(dst, cmd.amount, month)
-
-        legs: list[tuple[_Acct, int]] = [(src, -total), (dst, cmd.amount)]
-        if fee_id is not None:
-            legs.append((locked[fee_id], cmd.fee))
-        conn.execute(
-            _INSERT_ENTRY,
-            [{"movement_id": movement_id, "account_id": a.id, "amount": amt} for a, amt in legs],
-        )
-        for acct, amt in legs:
-            if cmd.hold:
-                if amt < 0:
-                    acct.debits_pending -= amt
-                else:
-                    acct.credits_pending += amt
-            else:
-                acct.balance += amt
-            if acct.customer_id is not None:
-                acct.add_usage(month, abs(amt))
-            acct.dirty = True
-        self._write_back(conn, locked.values())
-        return self.get(conn, movement_id)
-
-    def _resolve(
-        self, conn: Connection, cmd: MoveMoney, now: datetime
-    ) -> tuple[int, int, int | None]:
-        customer_ids = [
-            p.customer_id for p in (cmd.source, cmd.destination) if isinstance(p, CustomerParty)
-        ]
-        by_customer: dict[int, int] = {}
-        if customer_ids:
-            rows = conn.execute(
-                select(accounts.c.customer_id, accounts.c.id).where(
-                    accounts.c.customer_id.in_(customer_ids)
-                )
-            )
-            by_customer = {r[0]: r[1] for r in rows}
-
-        def one(party: Party) -> int:
-            if isinstance(party, CustomerParty):
-                try:
-                    return by_customer[party.customer_id]
-                except KeyError:
-                    raise CustomerNotFound(str(party.customer_id)) from None
-            return self.system.pick(conn, party, now)
-
-        fee_id = self.system.pick(conn, FEE_INCOME, now) if cmd.fee else None
-        return one(cmd.source), one(cmd.destination), fee_id
-
-    def _lock(self, conn: Connection, ids: Iterable[int]) -> dict[int, _Acct]:
-        stmt = (
-            select(*_LOCK_COLUMNS)
-            .select_from(_FROM)
-            .where(accounts.c.id.in_(sorted(set(ids))))
-            .order_by(accounts.c.id)
-            .with_for_update(of=accounts)
-        )
-        rows = conn.execute(stmt)
-        return {r[0]: _Acct(*r) for r in rows}
-
-    def _insert_movement(
-        self,
-        conn: Connection,
-        cmd: MoveMoney,
-        request_hash: str,
-        month: int,
-        now: datetime,
-        expires_at: datetime | None,
-    ) -> int | None:
         values = {
             "ref": new_ref(),
             "idempotency_key": cmd.key,
@@ -308,18 +258,70 @@ class Ledger:
             "description": cmd.description[:200],
             "meta": dict(cmd.meta) or None,
         }
-        ins: Any = (
-            postgresql.insert(movements)
-            if conn.dialect.name == "postgresql"
-            else sqlite.insert(movements)
+        row = conn.execute(_insert_movement_stmt(conn.dialect.name), values).first()
+        if row is None:  # the key was used before: return what it did
+            return self._replay(conn, cmd.key, request_hash)
+        movement_id = int(row[0])
+
+        self._check_source(src, cmd, total, month)
+        self._check_destination(dst, cmd.amount, month)
+
+        legs: list[tuple[_Acct, int]] = [(src, -total), (dst, cmd.amount)]
+        if fee_acct is not None:
+            legs.append((fee_acct, cmd.fee))
+        conn.execute(
+            _INSERT_ENTRY,
+            [{"movement_id": movement_id, "account_id": a.id, "amount": amt} for a, amt in legs],
         )
-        stmt = (
-            ins.values(**values)
-            .on_conflict_do_nothing(index_elements=["idempotency_key"])
-            .returning(movements.c.id)
-        )
-        row = (conn.execute(stmt)).first()
-        return None if row is None else int(row[0])
+        for acct, amt in legs:
+            if cmd.hold:
+                if amt < 0:
+                    acct.debits_pending -= amt
+                else:
+                    acct.credits_pending += amt
+            else:
+                acct.balance += amt
+            if acct.customer_id is not None:
+                acct.add_usage(month, abs(amt))
+            acct.dirty = True
+        self._write_back(conn, locked)
+        return _movement_from(movement_id, values)
+
+    def _lock_parties(
+        self, conn: Connection, cmd: MoveMoney, now: datetime
+    ) -> tuple[_Acct, _Acct, _Acct | None, list[_Acct]]:
+        """Lock the source, destination and fee accounts in one statement, in id order."""
+        customer_ids = [
+            p.customer_id for p in (cmd.source, cmd.destination) if isinstance(p, CustomerParty)
+        ]
+        system_ids = [
+            self.system.pick(conn, p, now)
+            for p in (cmd.source, cmd.destination)
+            if isinstance(p, SystemParty)
+        ]
+        fee_id = self.system.pick(conn, FEE_INCOME, now) if cmd.fee else None
+        if fee_id is not None:
+            system_ids.append(fee_id)
+        rows = conn.execute(_LOCK_PARTIES, {"cids": customer_ids, "ids": system_ids}).all()
+        locked = [_Acct(*r) for r in rows]
+        by_customer = {a.customer_id: a for a in locked if a.customer_id is not None}
+        by_id = {a.id: a for a in locked}
+        picked = iter(system_ids)
+
+        def one(party: Party) -> _Acct:
+            if isinstance(party, CustomerParty):
+                try:
+                    return by_customer[party.customer_id]
+                except KeyError:
+                    raise CustomerNotFound(str(party.customer_id)) from None
+            return by_id[next(picked)]
+
+        src, dst = one(cmd.source), one(cmd.destination)
+        return src, dst, by_id[fee_id] if fee_id is not None else None, locked
+
+    def _lock(self, conn: Connection, ids: Iterable[int]) -> dict[int, _Acct]:
+        rows = conn.execute(_LOCK_PARTIES, {"cids": [], "ids": sorted(set(ids))})
+        return {r[0]: _Acct(*r) for r in rows}
 
     def _replay(self, conn: Connection, key: str, request_hash: str) -> Movement:
         row = (conn.execute(select(movements).where(movements.c.idempotency_key == key))).one()
@@ -501,6 +503,28 @@ def record_audit(
 
 def _customer_of(party: Party) -> int | None:
     return party.customer_id if isinstance(party, CustomerParty) else None
+
+
+def _movement_from(movement_id: int, v: Mapping[str, Any]) -> Movement:
+    """The Movement just inserted, from the values written (saves a read)."""
+    return Movement(
+        id=movement_id,
+        ref=v["ref"],
+        key=v["idempotency_key"],
+        kind=Kind(v["kind"]),
+        state=State(v["state"]),
+        amount=v["amount"],
+        fee=v["fee"],
+        debit_customer_id=v["debit_customer_id"],
+        credit_customer_id=v["credit_customer_id"],
+        created_at=v["created_at"],
+        expires_at=v["expires_at"],
+        settled_at=v["settled_at"],
+        actor=v["actor"],
+        settled_by=v["settled_by"],
+        description=v["description"],
+        meta=v["meta"] or {},
+    )
 
 
 def _movement(row: Row[Any], *, replayed: bool = False) -> Movement:
