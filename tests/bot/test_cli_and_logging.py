@@ -104,9 +104,9 @@ def test_secrets_are_refused_in_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_shipped_config_matches_the_defaults() -> None:
-    from wallet.config import DEFAULT_CONFIG_PATH, Settings
-
     import yaml
+
+    from wallet.config import DEFAULT_CONFIG_PATH, Settings
 
     shipped = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
     defaults = Settings.model_construct().model_dump(exclude={"secret_key"})
