@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint typecheck pytest setup clean bench
+.PHONY: test chat lint typecheck pytest setup clean bench
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -18,12 +18,15 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy wallet
+	$(BIN)/mypy wallet flows
 
 pytest: $(STAMP)
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+chat: $(STAMP)
+	$(BIN)/kaspro chat
 
 bench: $(STAMP)
 	$(BIN)/python bench/ledger.py --json

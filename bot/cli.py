@@ -20,6 +20,10 @@ def _parser() -> argparse.ArgumentParser:
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply every pending migration")
 
+    chat = sub.add_parser("chat", help="chat with the bot in this terminal (SQLite by default)")
+    chat.add_argument("--user", default="local", help="chat id of this terminal user")
+    chat.add_argument("--lang", choices=("id", "en"), help="conversation language")
+
     ledger = sub.add_parser("ledger", help="the double-entry ledger")
     ledger_sub = ledger.add_subparsers(dest="ledger_command", required=True)
     ledger_sub.add_parser("check", help="verify the books; exit 1 on any violation")
@@ -59,12 +63,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = load_settings(**overrides)
     from bot.logs import setup_logging
 
-    setup_logging(settings.log_format, settings.log_level)
+    if args.command == "chat":  # the terminal is for the conversation: warnings only
+        setup_logging("text", "WARNING")
+    else:
+        setup_logging(settings.log_format, settings.log_level)
     if args.command == "db":
         from storage.migrate import upgrade
 
         asyncio.run(upgrade(settings.database_url))
         print("database is at the latest schema")
+        return 0
+    if args.command == "chat":
+        from bot.console import chat
+
+        asyncio.run(chat(settings, user=args.user, lang=args.lang))
         return 0
     if args.command == "ledger" and args.ledger_command == "check":
         return asyncio.run(_ledger_check(settings))

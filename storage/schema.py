@@ -158,10 +158,72 @@ otp_blocks = Table(
 __all__ = [
     "accounts",
     "audit_log",
+    "conversations",
     "customers",
     "entries",
     "metadata",
     "movements",
     "otp_blocks",
     "otp_challenges",
+    "outbox",
+    "processed_messages",
+    "support_requests",
 ]
+
+# ---------------------------------------------------------------- conversations
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("channel", String(20), primary_key=True),
+    Column("chat_id", String(64), primary_key=True),
+    Column("customer_id", Id, ForeignKey("customers.id"), nullable=True, index=True),
+    Column("language", String(2), nullable=False, server_default="id"),
+    # the active flow's state as JSON (never a PIN, OTP or password in clear)
+    Column("state", JSON, nullable=True),
+    Column("state_at", Ts, nullable=True),  # when the flow last waited on the customer
+    # the buttons last offered, so "2" or a label typed back maps to the choice
+    Column("buttons", JSON, nullable=True),
+    Column("updated_at", Ts, nullable=False),
+)
+
+# Inbound deliveries already handled (Telegram update_id, Twilio MessageSid, console line).
+processed_messages = Table(
+    "processed_messages",
+    metadata,
+    Column("channel", String(20), primary_key=True),
+    Column("message_id", String(80), primary_key=True),
+    Column("at", Ts, nullable=False),
+)
+
+# Replies written in the same transaction as the state, delivered after commit.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("channel", String(20), nullable=False),
+    Column("chat_id", String(64), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("created_at", Ts, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", Ts, nullable=False),
+    Column("sent_at", Ts, nullable=True),
+    Column("failed_at", Ts, nullable=True),
+    Column("error", String(300), nullable=True),
+)
+Index("ix_outbox_due", outbox.c.sent_at, outbox.c.failed_at, outbox.c.next_attempt_at)
+Index("ix_outbox_chat", outbox.c.channel, outbox.c.chat_id, outbox.c.id)
+
+# Requests a person must act on: lost phone, un-register, talk to a person.
+support_requests = Table(
+    "support_requests",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("kind", String(30), nullable=False),  # lost_phone | unregister | agent
+    Column("customer_id", Id, ForeignKey("customers.id"), nullable=True, index=True),
+    Column("channel", String(20), nullable=False),
+    Column("chat_id", String(64), nullable=False),
+    Column("status", String(12), nullable=False, server_default="open"),
+    Column("note", String(500), nullable=False, server_default=""),
+    Column("created_at", Ts, nullable=False),
+    Column("closed_at", Ts, nullable=True),
+)

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     timezone: str = "Asia/Jakarta"
     log_format: str = "json"
     log_level: str = "INFO"
+    # Minutes a flow waits on the customer before it is cancelled (a late "yes" or PIN
+    # then moves no money).
+    idle_timeout_minutes: int = 5
     db: DbSettings = DbSettings()
     limits: LimitSettings = LimitSettings()
     ledger: LedgerSettings = LedgerSettings()

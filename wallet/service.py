@@ -164,7 +164,10 @@ class Wallet:
         return await self.db.read(self.ledger.history, customer_id, limit=limit, offset=offset)
 
     async def balance(self, customer_id: int) -> Balance:
-        row = await self.db.read(_balance, customer_id)
+        return await self.db.read(self.balance_in, customer_id)
+
+    def balance_in(self, conn: Connection, customer_id: int) -> Balance:
+        row = _balance(conn, customer_id)
         if row is None:
             raise CustomerNotFound(str(customer_id))
         tier = Tier(row.tier)
@@ -261,7 +264,7 @@ class Wallet:
         current = await self.customer(customer_id)
         check_new_pin(new_pin, current.birth_date)
         new_hash = await self.pins.hash(new_pin)
-        return await self.run(_pin_reset, customer_id, new_hash, self.clock.now(), actor)
+        return await self.run(pin_reset_in, customer_id, new_hash, self.clock.now(), actor)
 
     async def change_pin(self, customer_id: int, old_pin: str, new_pin: str) -> Customer:
         """Change a known PIN. The old one is checked (and counted) like any PIN."""
@@ -306,7 +309,10 @@ def _pin_wrong(conn: Connection, customer_id: int, now: Any, limit: int) -> int:
     return count
 
 
-def _pin_reset(conn: Connection, customer_id: int, pin_hash: str, now: Any, actor: str) -> Customer:
+def pin_reset_in(
+    conn: Connection, customer_id: int, pin_hash: str, now: Any, actor: str
+) -> Customer:
+    """Store a new PIN after an OTP check: clears wrong attempts, unlocks a PIN lock."""
     fresh = cust.load_customer(conn, customer_id, for_update=True)
     values: dict[str, Any] = {"pin_hash": pin_hash, "failed_pin_attempts": 0}
     if fresh.status is Status.LOCKED:

@@ -1,0 +1,710 @@
+"""The conversation engine: the only impure part of a conversation.
+
+Per inbound message it serialises work per conversation (an asyncio lock here, a
+PostgreSQL advisory lock across processes), drops deliveries already seen, turns secrets
+(PINs) into checked events outside the transaction, then — in ONE database transaction —
+loads the state, runs the flow's steps and the wallet commands they ask for (each in a
+savepoint), saves the new state, writes the replies to the outbox and records the message
+id. After commit the outbox is delivered through the channel adapters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from bot import i18n
+from flows import commands as C
+from flows.core import (
+    Button,
+    Choice,
+    Contact,
+    Ctx,
+    DeleteUserMessage,
+    Done,
+    Event,
+    FlowState,
+    NewPinEntered,
+    Outcome,
+    PinConfirmEntered,
+    PinEntered,
+    Reply,
+    Say,
+    Start,
+    Step,
+    Text,
+)
+from flows.parsing import ParseError, normalize_command, parse_pin
+from flows.registry import FLOWS, load_state, menu_buttons
+from storage.db import Database
+from storage.schema import conversations, customers, outbox, processed_messages, support_requests
+from wallet import customers as cust
+from wallet.errors import WalletError
+from wallet.locks import xact_lock
+from wallet.masking import mask_phone
+from wallet.model import Status
+from wallet.otp import IssuedOtp
+from wallet.security import pin_weakness
+from wallet.service import Wallet, pin_reset_in
+
+log = logging.getLogger("kaspro.engine")
+
+MAX_STEPS = 20  # a flow asking for commands in a loop is a bug; stop it
+SECRET_EXPECTS = ("pin", "new_pin", "confirm_pin")
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One message from a customer, whatever the channel."""
+
+    channel: str
+    chat_id: str
+    message_id: str
+    text: str | None = None
+    choice: str | None = None
+    contact: str | None = None
+    photo_ref: str | None = None
+    profile_name: str | None = None
+
+
+class ChannelAdapter(Protocol):
+    async def send(self, chat_id: str, payload: Mapping[str, Any]) -> None: ...
+
+
+class OtpSender(Protocol):
+    async def send_otp(self, phone: str, text: str) -> None: ...
+
+
+@dataclass
+class _Conv:
+    channel: str
+    chat_id: str
+    customer_id: int | None
+    language: str
+    state: dict[str, Any] | None
+    state_at: datetime | None
+    buttons: list[dict[str, str]] | None
+    exists: bool
+
+
+@dataclass
+class _Outcome:
+    outbox_ids: list[int] = field(default_factory=list)
+    otps: list[tuple[str, str]] = field(default_factory=list)  # (phone, text), sent after commit
+    duplicate: bool = False
+
+
+class StateChanged(Exception):
+    """The conversation moved on between preparing a secret and applying it: redo."""
+
+
+class Engine:
+    def __init__(
+        self,
+        wallet: Wallet,
+        *,
+        idle_minutes: int = 5,
+        channels: Mapping[str, ChannelAdapter] | None = None,
+        otp_sender: OtpSender | None = None,
+    ) -> None:
+        self.wallet = wallet
+        self.db: Database = wallet.db
+        self.clock = wallet.clock
+        self.idle = timedelta(minutes=idle_minutes)
+        self.channels: dict[str, ChannelAdapter] = dict(channels or {})
+        self.otp_sender = otp_sender
+        self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+
+    # ================================================================ entry point
+    async def handle(self, msg: Inbound) -> None:
+        """Process one inbound message and deliver the replies."""
+        key = (msg.channel, msg.chat_id)
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        async with lock:
+            for _ in range(3):
+                conv = await self.db.read(self._load, msg.channel, msg.chat_id)
+                event = await self._event(conv, msg)
+                try:
+                    result = await self.wallet.run(self._apply, msg, event, conv.state)
+                    break
+                except StateChanged:
+                    continue
+            else:  # pragma: no cover - three concurrent workers on one chat in a row
+                raise RuntimeError("conversation kept changing")
+            await self._after_commit(result, msg.channel, msg.chat_id)
+
+    async def _after_commit(self, result: _Outcome, channel: str, chat_id: str) -> None:
+        for phone, body in result.otps:
+            if self.otp_sender is not None:
+                try:
+                    await self.otp_sender.send_otp(phone, body)
+                except Exception:
+                    log.exception("OTP delivery failed", extra={"phone": mask_phone(phone)})
+        if result.outbox_ids:
+            await self.flush(channel, chat_id)
+
+    # ================================================================ secrets, outside the tx
+    async def _event(self, conv: _Conv, msg: Inbound) -> Event:
+        state = self._live_state(conv)
+        expects = state.get("expects") if state else None
+        if msg.text is not None and expects in SECRET_EXPECTS and not _is_command(msg.text):
+            return await self._secret_event(conv, state or {}, str(expects), msg.text)
+        if msg.choice is not None:
+            return Choice(msg.choice)
+        if msg.contact is not None:
+            return Contact(msg.contact)
+        if msg.text is not None:
+            chosen = _match_button(msg.text, conv.buttons)
+            return Choice(chosen) if chosen is not None else Text(msg.text)
+        return Text("")
+
+    async def _secret_event(
+        self, conv: _Conv, state: dict[str, Any], expects: str, raw: str
+    ) -> Event:
+        try:
+            pin = parse_pin(raw)
+        except ParseError:
+            if expects == "confirm_pin":
+                return PinConfirmEntered(matches=False, format_ok=False)
+            if expects == "new_pin":
+                return NewPinEntered(weak="not_six_digits", pin_hash=None)
+            return PinEntered("format")
+        pins = self.wallet.pins
+        customer_id = state.get("customer_id") or conv.customer_id
+        if expects == "pin":
+            if customer_id is None:
+                return PinEntered("not_set")
+            try:
+                await self.wallet.verify_pin(int(customer_id), pin)
+            except WalletError as err:
+                return _pin_outcome(err)
+            return PinEntered("ok")
+        if expects == "confirm_pin":
+            pending = state.get("pending_pin_hash")
+            return PinConfirmEntered(matches=bool(pending) and await pins.verify(pending, pin))
+        # new_pin
+        birth = state.get("birth_date")
+        current_hash = None
+        if customer_id is not None:
+            customer = await self.wallet.customer(int(customer_id))
+            birth = birth or customer.birth_date
+            if state.get("avoid_current_pin"):
+                current_hash = await self.db.read(_pin_hash, int(customer_id))
+        birth_date = _as_date(birth)
+        weak = pin_weakness(pin, birth_date)
+        if weak is None and current_hash and await pins.verify(current_hash, pin):
+            weak = "same_as_old"
+        return NewPinEntered(weak=weak, pin_hash=None if weak else await pins.hash(pin))
+
+    # ================================================================ the transaction
+    def _apply(
+        self, conn: Connection, msg: Inbound, event: Event, seen_state: dict[str, Any] | None
+    ) -> _Outcome:
+        xact_lock(conn, f"conv:{msg.channel}:{msg.chat_id}")
+        if not _first_delivery(conn, msg.channel, msg.message_id, self.clock.now()):
+            return _Outcome(duplicate=True)
+        conv = self._load(conn, msg.channel, msg.chat_id)
+        if conv.state != seen_state:
+            raise StateChanged()
+        run = _Run(self, conn, conv, msg)
+        if isinstance(event, PinEntered | NewPinEntered | PinConfirmEntered):
+            run.replies.append(DeleteUserMessage())
+        run.dispatch(event)
+        return run.save()
+
+    # ================================================================ storage helpers
+    def _load(self, conn: Connection, channel: str, chat_id: str) -> _Conv:
+        row = conn.execute(
+            select(conversations).where(
+                conversations.c.channel == channel, conversations.c.chat_id == chat_id
+            )
+        ).first()
+        if row is None:
+            return _Conv(channel, chat_id, None, i18n.DEFAULT_LANGUAGE, None, None, None, False)
+        return _Conv(
+            channel,
+            chat_id,
+            row.customer_id,
+            row.language,
+            row.state,
+            row.state_at,
+            row.buttons,
+            True,
+        )
+
+    def _live_state(self, conv: _Conv) -> dict[str, Any] | None:
+        if conv.state is None or conv.state_at is None:
+            return conv.state
+        if self.clock.now() - _aware(conv.state_at) >= self.idle:
+            return None
+        return conv.state
+
+    async def set_language(self, channel: str, chat_id: str, language: str) -> None:
+        """Choose the language of a conversation (``kaspro chat --lang``)."""
+        if language not in i18n.LANGUAGES:
+            raise ValueError(f"language must be one of {i18n.LANGUAGES}")
+        await self.db.write(_set_language, channel, chat_id, language, self.clock.now())
+
+    # ================================================================ delivery
+    async def flush(self, channel: str, chat_id: str) -> int:
+        """Deliver this chat's undelivered replies, oldest first. Returns how many went."""
+        adapter = self.channels.get(channel)
+        if adapter is None:
+            return 0
+        rows = await self.db.read(_pending_for_chat, channel, chat_id)
+        sent = 0
+        for row_id, payload in rows:
+            try:
+                await adapter.send(chat_id, payload)
+            except Exception as exc:  # keep order: stop at the first failure, retry later
+                await self.db.write(_mark_failed, row_id, str(exc)[:300], self.clock.now())
+                log.warning("delivery failed", extra={"channel": channel, "error": str(exc)})
+                break
+            await self.db.write(_mark_sent, row_id, self.clock.now())
+            sent += 1
+        return sent
+
+    async def sweep_idle(self) -> int:
+        """Cancel flows that waited on the customer longer than the idle timeout."""
+        cutoff = self.clock.now() - self.idle
+        stale = await self.db.read(_stale_conversations, cutoff)
+        for channel, chat_id in stale:
+            key = (channel, chat_id)
+            lock = self._locks.get(key)
+            if lock is None:
+                lock = self._locks[key] = asyncio.Lock()
+            async with lock:
+                result = await self.wallet.run(self._expire, channel, chat_id, cutoff)
+                await self._after_commit(result, channel, chat_id)
+        return len(stale)
+
+    def _expire(self, conn: Connection, channel: str, chat_id: str, cutoff: datetime) -> _Outcome:
+        xact_lock(conn, f"conv:{channel}:{chat_id}")
+        conv = self._load(conn, channel, chat_id)
+        if conv.state is None or conv.state_at is None or _aware(conv.state_at) > cutoff:
+            return _Outcome()
+        run = _Run(self, conn, conv, Inbound(channel, chat_id, "", None))
+        run.replies.append(Say("flow.timed_out", {"minutes": int(self.idle.total_seconds() // 60)}))
+        run.state = None
+        return run.save()
+
+
+# ==================================================================== one message's run
+
+
+class _Run:
+    """The work of one message inside the transaction: steps, commands, replies."""
+
+    def __init__(self, engine: Engine, conn: Connection, conv: _Conv, msg: Inbound) -> None:
+        self.engine = engine
+        self.conn = conn
+        self.conv = conv
+        self.msg = msg
+        self.now = engine.clock.now()
+        self.replies: list[Reply] = []
+        self.otps: list[tuple[str, str]] = []
+        self.state: FlowState | None = None
+        raw = engine._live_state(conv)
+        if conv.state is not None and raw is None:  # waited too long: the flow is gone
+            self.replies.append(
+                Say("flow.timed_out", {"minutes": int(engine.idle.total_seconds() // 60)})
+            )
+        self.state = load_state(raw) if raw else None
+
+    # ---------------------------------------------------------------- routing
+    def dispatch(self, event: Event) -> None:
+        text = event.text if isinstance(event, Text) else None
+        command = normalize_command(text) if text is not None else None
+        if isinstance(event, Choice) and event.value == "menu":
+            command = "menu"
+        if command is not None:
+            self._global(command)
+            return
+        if self.state is None:
+            if isinstance(event, Choice) and event.value in FLOWS:
+                self.start(event.value)
+            else:
+                self._menu(first=self.conv.customer_id is None and not self.conv.exists)
+            return
+        self.feed(event)
+
+    def _global(self, command: str) -> None:
+        if command == "help":
+            self.replies.append(Say("help.text"))
+            if self.state is None:
+                self._menu()
+            return
+        if command == "cancel":
+            self.replies.append(Say("flow.cancelled"))
+            self.state = None
+            self._menu()
+            return
+        if command == "menu":
+            self.state = None
+            self._menu()
+            return
+        self.state = None
+        self.start("language" if command == "language" else "waiting_agent")
+
+    def start(self, flow: str) -> None:
+        self.state = None
+        self._step(flow, Start())
+
+    def feed(self, event: Event) -> None:
+        assert self.state is not None
+        self._step(self.state.flow, event)
+
+    def _step(self, flow: str, event: Event) -> None:
+        spec = FLOWS[flow]
+        for _ in range(MAX_STEPS):
+            result: Step = spec.step(self.state, event, self._ctx())
+            self.replies.extend(result.replies)
+            self.state = result.state
+            if not result.commands:
+                if self.state is None and result.then_menu:
+                    self._menu()
+                return
+            event = Done(tuple(self._execute(c) for c in result.commands))
+        raise RuntimeError(f"flow {flow} did not settle")
+
+    def _menu(self, first: bool = False) -> None:
+        registered = self.conv.customer_id is not None
+        key = "menu.home" if registered else "menu.home_guest"
+        self.replies.append(Say(key, buttons=menu_buttons(registered)))
+        _ = first
+
+    def _ctx(self) -> Ctx:
+        phone = None
+        if self.conv.customer_id is not None:
+            phone = self.conn.scalar(
+                select(customers.c.phone).where(customers.c.id == self.conv.customer_id)
+            )
+        return Ctx(
+            customer_id=self.conv.customer_id,
+            language=self.conv.language,
+            channel=self.msg.channel,
+            chat_id=self.msg.chat_id,
+            now=self.now,
+            phone=phone,
+            profile_name=self.msg.profile_name,
+            message_id=self.msg.message_id,
+        )
+
+    # ---------------------------------------------------------------- commands
+    def _execute(self, command: Any) -> Outcome:
+        try:
+            with self.conn.begin_nested():
+                value = self._run_command(command)
+        except WalletError as err:  # the savepoint undid whatever the command wrote
+            return _failed(err)
+        return value if isinstance(value, Outcome) else Outcome(True, value)
+
+    def _run_command(self, cmd: Any) -> Any:
+        conn, wallet, now = self.conn, self.engine.wallet, self.now
+        actor = f"{self.msg.channel}:{self.msg.chat_id}"
+        match cmd:
+            case C.LookupPhone(phone):
+                found = cust.customer_by_phone(conn, phone)
+                return None if found is None else found.id
+            case C.EmailTaken(email):
+                return cust.find_conflict(conn, "", email) == "email"
+            case C.RequestOtp(phone, purpose):
+                issued: IssuedOtp = wallet.otp.request_in(conn, phone, purpose)
+                minutes = wallet.settings.security.otp_ttl_minutes
+                body = i18n.text(
+                    self.conv.language, "otp.message", {"code": issued.code, "minutes": minutes}
+                )
+                self.otps.append((phone, body))
+                return {"expires_at": issued.expires_at, "left_today": issued.requests_left_today}
+            case C.VerifyOtp(phone, purpose, code):
+                failure = wallet.otp.verify_in(conn, phone, purpose, code)
+                # a wrong code is recorded (attempts, block), so it is returned, not raised
+                return _failed(failure) if failure is not None else True
+            case C.Register():
+                new = cust.NewCustomer(
+                    cmd.phone,
+                    cmd.first_name,
+                    cmd.last_name,
+                    cmd.birth_date,
+                    cmd.email,
+                    cmd.language,
+                ).normalized()
+                customer = cust.insert_customer(conn, new, cmd.pin_hash, now, actor)
+                self.conv.customer_id = customer.id
+                return customer.id
+            case C.LinkChat(customer_id):
+                self.conv.customer_id = customer_id
+                return customer_id
+            case C.SetPin(customer_id, pin_hash, reset):
+                if reset:
+                    return pin_reset_in(conn, customer_id, pin_hash, now, actor).id
+                return cust.change_customer(
+                    conn,
+                    customer_id,
+                    now=now,
+                    actor=actor,
+                    action="customer.pin_changed",
+                    pin_hash=pin_hash,
+                    failed_pin_attempts=0,
+                ).id
+            case C.GetBalance(customer_id):
+                b = wallet.balance_in(conn, customer_id)
+                return {
+                    "balance": b.balance,
+                    "available": b.available,
+                    "pending_debits": b.pending_debits,
+                    "month_used": b.month_used,
+                    "monthly_cap": b.monthly_cap,
+                    "month_room": b.month_room,
+                    "balance_cap": b.balance_cap,
+                    "tier": b.tier.value,
+                }
+            case C.GetHistory(customer_id, limit, offset):
+                return [
+                    _movement_view(m, customer_id)
+                    for m in wallet.ledger.history(conn, customer_id, limit=limit, offset=offset)
+                ]
+            case C.GetMovement(customer_id, ref):
+                m = wallet.ledger.find(conn, ref=ref)
+                if m is None or customer_id not in (m.debit_customer_id, m.credit_customer_id):
+                    return None
+                return _movement_view(m, customer_id)
+            case C.GetProfile(customer_id):
+                c = cust.load_customer(conn, customer_id)
+                return {
+                    "name": c.full_name,
+                    "phone": mask_phone(c.phone),
+                    "email": c.email,
+                    "birth_date": c.birth_date,
+                    "tier": c.tier.value,
+                    "status": c.status.value,
+                    "since": c.created_at.date(),
+                }
+            case C.SetLanguage(language):
+                self.conv.language = language
+                if self.conv.customer_id is not None:
+                    conn.execute(
+                        update(customers)
+                        .where(customers.c.id == self.conv.customer_id)
+                        .values(language=language, updated_at=now)
+                    )
+                return language
+            case C.OpenSupportRequest(kind, note):
+                return conn.scalar(
+                    support_requests.insert()
+                    .values(
+                        kind=kind,
+                        customer_id=self.conv.customer_id,
+                        channel=self.msg.channel,
+                        chat_id=self.msg.chat_id,
+                        status="open",
+                        note=note[:500],
+                        created_at=now,
+                    )
+                    .returning(support_requests.c.id)
+                )
+        raise TypeError(f"unknown command {cmd!r}")
+
+    # ---------------------------------------------------------------- save
+    def save(self) -> _Outcome:
+        conn, conv, now = self.conn, self.conv, self.now
+        payloads: list[dict[str, Any]] = []
+        buttons: list[dict[str, str]] | None = None
+        for reply in self.replies:
+            if isinstance(reply, DeleteUserMessage):
+                if self.msg.message_id:
+                    payloads.append({"type": "delete", "message_id": self.msg.message_id})
+                continue
+            payload = i18n.render(conv.language, reply)
+            if payload.get("buttons"):
+                buttons = payload["buttons"]
+            payloads.append(payload)
+        state_json = self.state.model_dump(mode="json") if self.state is not None else None
+        values = {
+            "customer_id": conv.customer_id,
+            "language": conv.language,
+            "state": state_json,
+            "state_at": now if state_json is not None else None,
+            "buttons": buttons if buttons is not None else (conv.buttons if state_json else None),
+            "updated_at": now,
+        }
+        if buttons is None and payloads:
+            values["buttons"] = None
+        if conv.exists:
+            conn.execute(
+                update(conversations)
+                .where(
+                    conversations.c.channel == conv.channel, conversations.c.chat_id == conv.chat_id
+                )
+                .values(**values)
+            )
+        else:
+            conn.execute(
+                conversations.insert().values(channel=conv.channel, chat_id=conv.chat_id, **values)
+            )
+        ids: list[int] = []
+        for payload in payloads:
+            ids.append(
+                int(
+                    conn.scalar(
+                        outbox.insert()
+                        .values(
+                            channel=conv.channel,
+                            chat_id=conv.chat_id,
+                            payload=payload,
+                            created_at=now,
+                            attempts=0,
+                            next_attempt_at=now,
+                        )
+                        .returning(outbox.c.id)
+                    )
+                )
+            )
+        return _Outcome(outbox_ids=ids, otps=self.otps)
+
+
+# ==================================================================== helpers
+
+
+def _failed(err: WalletError) -> Outcome:
+    detail = {k: v for k, v in vars(err).items() if not k.startswith("_")}
+    return Outcome(False, error=err.code, detail=detail)
+
+
+def _is_command(text: str) -> bool:
+    return normalize_command(text) is not None
+
+
+def _match_button(text: str, buttons: list[dict[str, str]] | None) -> str | None:
+    """``2`` or a label typed back → that button's value (WhatsApp and console)."""
+    if not buttons:
+        return None
+    typed = text.strip().lower().rstrip(".")
+    # "2" picks option 2; "000001" is an OTP or an amount, never an option
+    if typed.isdigit() and len(typed) <= 2 and typed[0] != "0" and int(typed) <= len(buttons):
+        return buttons[int(typed) - 1]["value"]
+    for b in buttons:
+        if typed in (b["label"].lower(), b["value"].lower()):
+            return b["value"]
+    return None
+
+
+def _pin_outcome(err: WalletError) -> PinEntered:
+    code = err.code
+    if code == "invalid_pin":
+        return PinEntered("wrong", attempts_left=int(getattr(err, "attempts_left", 0)))
+    if code == "pin_not_set":
+        return PinEntered("not_set")
+    return PinEntered("locked")
+
+
+def _first_delivery(conn: Connection, channel: str, message_id: str, now: datetime) -> bool:
+    if not message_id:
+        return True
+    ins: Any = (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(
+        processed_messages
+    )
+    row = conn.execute(
+        ins.values(channel=channel, message_id=message_id, at=now)
+        .on_conflict_do_nothing()
+        .returning(processed_messages.c.message_id)
+    ).first()
+    return row is not None
+
+
+def _set_language(
+    conn: Connection, channel: str, chat_id: str, language: str, now: datetime
+) -> None:
+    where = (conversations.c.channel == channel, conversations.c.chat_id == chat_id)
+    if conn.execute(update(conversations).where(*where).values(language=language)).rowcount == 0:
+        conn.execute(
+            conversations.insert().values(
+                channel=channel, chat_id=chat_id, language=language, updated_at=now
+            )
+        )
+
+
+def _pin_hash(conn: Connection, customer_id: int) -> str | None:
+    return conn.scalar(select(customers.c.pin_hash).where(customers.c.id == customer_id))
+
+
+def _pending_for_chat(conn: Connection, channel: str, chat_id: str) -> list[tuple[int, Any]]:
+    rows = conn.execute(
+        select(outbox.c.id, outbox.c.payload)
+        .where(outbox.c.channel == channel, outbox.c.chat_id == chat_id)
+        .where(outbox.c.sent_at.is_(None), outbox.c.failed_at.is_(None))
+        .order_by(outbox.c.id)
+    )
+    return [(int(r[0]), r[1]) for r in rows]
+
+
+def _mark_sent(conn: Connection, row_id: int, now: datetime) -> None:
+    conn.execute(update(outbox).where(outbox.c.id == row_id).values(sent_at=now))
+
+
+MAX_DELIVERY_ATTEMPTS = 8
+
+
+def _mark_failed(conn: Connection, row_id: int, error: str, now: datetime) -> None:
+    attempts = int(conn.scalar(select(outbox.c.attempts).where(outbox.c.id == row_id)) or 0) + 1
+    values: dict[str, Any] = {
+        "attempts": attempts,
+        "error": error,
+        "next_attempt_at": now + timedelta(seconds=2 ** min(attempts, 10)),
+    }
+    if attempts >= MAX_DELIVERY_ATTEMPTS:
+        values["failed_at"] = now
+    conn.execute(update(outbox).where(outbox.c.id == row_id).values(**values))
+
+
+def _stale_conversations(conn: Connection, cutoff: datetime) -> list[tuple[str, str]]:
+    rows = conn.execute(
+        select(conversations.c.channel, conversations.c.chat_id)
+        .where(conversations.c.state.is_not(None), conversations.c.state_at <= cutoff)
+        .limit(500)
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+def _movement_view(m: Any, customer_id: int) -> dict[str, Any]:
+    incoming = m.credit_customer_id == customer_id
+    return {
+        "ref": m.ref,
+        "kind": m.kind.value,
+        "state": m.state.value,
+        "amount": m.amount if incoming else m.amount + m.fee,
+        "fee": m.fee,
+        "incoming": incoming,
+        "created_at": m.created_at,
+        "description": m.description,
+    }
+
+
+def _aware(value: datetime) -> datetime:
+    from wallet.clock import as_utc
+
+    return as_utc(value)
+
+
+def _as_date(value: Any) -> Any:
+    from datetime import date
+
+    if value is None or isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value))
+
+
+Deliver = Callable[[str, Mapping[str, Any]], Awaitable[None]]
+_ = (Button, Status)

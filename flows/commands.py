@@ -1,0 +1,101 @@
+"""Commands a flow asks the engine to run against the wallet core. Plain data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+
+@dataclass(frozen=True, slots=True)
+class LookupPhone:
+    """value: the customer id registered with ``phone``, or None."""
+
+    phone: str
+
+
+@dataclass(frozen=True, slots=True)
+class EmailTaken:
+    """value: True when another customer uses ``email``."""
+
+    email: str
+
+
+@dataclass(frozen=True, slots=True)
+class RequestOtp:
+    """Issue an OTP and send it to ``phone`` (WhatsApp, SMS fallback; console in dev).
+    value: {"expires_at", "left_today"}; errors: otp_blocked, otp_rate_limited."""
+
+    phone: str
+    purpose: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyOtp:
+    """errors: otp_invalid, otp_expired, otp_blocked, otp_not_requested."""
+
+    phone: str
+    purpose: str
+    code: str
+
+
+@dataclass(frozen=True, slots=True)
+class Register:
+    """Create the Regular customer and link this chat to them. value: customer id."""
+
+    phone: str
+    first_name: str
+    last_name: str
+    birth_date: date
+    email: str
+    language: str
+    pin_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class LinkChat:
+    """Link this chat to ``customer_id`` (after OTP and PIN, or a PIN reset)."""
+
+    customer_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class SetPin:
+    """Store a new PIN hash. ``reset``: after an OTP, unlocks a PIN-locked customer."""
+
+    customer_id: int
+    pin_hash: str
+    reset: bool
+
+
+@dataclass(frozen=True, slots=True)
+class GetBalance:
+    customer_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class GetHistory:
+    customer_id: int
+    limit: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class GetMovement:
+    customer_id: int
+    ref: str
+
+
+@dataclass(frozen=True, slots=True)
+class GetProfile:
+    customer_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class SetLanguage:
+    language: str
+
+
+@dataclass(frozen=True, slots=True)
+class OpenSupportRequest:
+    kind: str  # lost_phone | unregister | agent
+    note: str = ""
