@@ -24,6 +24,12 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--user", default="local", help="chat id of this terminal user")
     chat.add_argument("--lang", choices=("id", "en"), help="conversation language")
 
+    convo = sub.add_parser("convo", help="scripted conversations")
+    convo_sub = convo.add_subparsers(dest="convo_command", required=True)
+    convo_run = convo_sub.add_parser("run", help="play conversation scripts (YAML)")
+    convo_run.add_argument("files", nargs="+", help="conversation scripts")
+    convo_run.add_argument("-q", "--quiet", action="store_true", help="only failures")
+
     ledger = sub.add_parser("ledger", help="the double-entry ledger")
     ledger_sub = ledger.add_subparsers(dest="ledger_command", required=True)
     ledger_sub.add_parser("check", help="verify the books; exit 1 on any violation")
@@ -57,13 +63,47 @@ async def _expire_holds(settings: Settings) -> int:
     return 0
 
 
+async def _convo_run(settings: Settings, files: Sequence[str], *, quiet: bool) -> int:
+    """Play each script on a fresh SQLite database; print transcripts and diffs."""
+    import tempfile
+    from pathlib import Path
+
+    from bot.convo import ConvoFailure, load_script, run_script
+    from storage.migrate import upgrade
+
+    failed = 0
+    for name in files:
+        path = Path(name)
+        try:
+            script = load_script(path)
+        except (OSError, ValueError) as exc:
+            print(f"✗ {name}: {exc}")
+            failed += 1
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            url = f"sqlite:///{tmp}/convo.db"
+            await upgrade(url)
+            run_settings = settings.model_copy(update={"database_url": url})
+            try:
+                transcript = await run_script(script, run_settings)
+            except ConvoFailure as failure:
+                failed += 1
+                print(f"✗ {name}: {script.get('name', '')}\n{failure}\n")
+                continue
+        print(f"✓ {name}: {script.get('name', '')}")
+        if not quiet:
+            print("\n".join("    " + line for line in transcript) + "\n")
+    print(f"{len(files) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     overrides = {"database_url": args.database_url} if args.database_url else {}
     settings = load_settings(**overrides)
     from bot.logs import setup_logging
 
-    if args.command == "chat":  # the terminal is for the conversation: warnings only
+    if args.command in ("chat", "convo"):  # the terminal is for conversations: warnings only
         setup_logging("text", "WARNING")
     else:
         setup_logging(settings.log_format, settings.log_level)
@@ -78,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         asyncio.run(chat(settings, user=args.user, lang=args.lang))
         return 0
+    if args.command == "convo":
+        return asyncio.run(_convo_run(settings, args.files, quiet=args.quiet))
     if args.command == "ledger" and args.ledger_command == "check":
         return asyncio.run(_ledger_check(settings))
     if args.command == "ledger" and args.ledger_command == "expire-holds":
