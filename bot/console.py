@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import secrets
 import sys
 import uuid
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, TextIO
+
+from sqlalchemy.engine import make_url
 
 from bot.engine import Engine, Inbound
 from storage.db import Database
@@ -63,7 +68,7 @@ async def chat(
 ) -> None:
     await upgrade(settings.database_url)
     db = Database.from_url(settings.database_url, pool_size=4)
-    wallet = Wallet(db, settings)
+    wallet = Wallet(db, settings, secret_key=_dev_secret(settings))
     engine = Engine(
         wallet,
         idle_minutes=settings.idle_timeout_minutes,
@@ -101,6 +106,20 @@ async def chat(
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper
         await db.dispose()
+
+
+def _dev_secret(settings: Settings) -> bytes | None:
+    """The terminal chat is development: without KASPRO_SECRET_KEY, keep a random key in a
+    private file beside the SQLite database, so OTPs survive a restart of the chat."""
+    if settings.secret_key is not None or not settings.database_url.startswith("sqlite"):
+        return None
+    db_path = Path(make_url(settings.database_url).database or "kaspro.db")
+    key_file = db_path.with_name(db_path.name + ".dev-secret")
+    if not key_file.exists():
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    return key_file.read_text().strip().encode()
 
 
 def _inbound(line: str, user: str, message_id: str) -> Inbound | None:
