@@ -97,7 +97,8 @@ class _Conv:
 
 @dataclass
 class _Outcome:
-    outbox_ids: list[int] = field(default_factory=list)
+    outbox: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # written this time
+    backlog: bool = False  # older replies of this chat are still undelivered
     otps: list[tuple[str, str]] = field(default_factory=list)  # (phone, text), sent after commit
     duplicate: bool = False
 
@@ -134,10 +135,15 @@ class Engine:
             lock = self._locks[key] = asyncio.Lock()
         async with lock:
             for _ in range(3):
-                conv = await self.db.read(self._load, msg.channel, msg.chat_id)
-                event = await self._event(conv, msg)
+                # Only a message that could be a PIN needs work before the transaction
+                # (argon2 is slow and must not run inside it): read the state first.
+                event: Event | None = None
+                seen: Any = _UNSEEN
+                if msg.text is not None and _could_be_pin(msg.text):
+                    conv = await self.db.read(self._load, msg.channel, msg.chat_id)
+                    event, seen = await self._secret_or_none(conv, msg.text), conv.state
                 try:
-                    result = await self.wallet.run(self._apply, msg, event, conv.state)
+                    result = await self.wallet.run(self._apply, msg, event, seen)
                     break
                 except StateChanged:
                     continue
@@ -152,15 +158,28 @@ class Engine:
                     await self.otp_sender.send_otp(phone, body)
                 except Exception:
                     log.exception("OTP delivery failed", extra={"phone": mask_phone(phone)})
-        if result.outbox_ids:
-            await self.flush(channel, chat_id)
+        if result.outbox:
+            await self.flush(channel, chat_id, None if result.backlog else result.outbox)
 
     # ================================================================ secrets, outside the tx
-    async def _event(self, conv: _Conv, msg: Inbound) -> Event:
+    async def _secret_or_none(self, conv: _Conv, text: str) -> Event | None:
+        state = self._live_state(conv)
+        expects = state.get("expects") if state else None
+        if expects in SECRET_EXPECTS:
+            return await self._secret_event(conv, state or {}, str(expects), text)
+        return None
+
+    def _event(self, conv: _Conv, msg: Inbound) -> Event:
+        """The event of a message that needed no work outside the transaction."""
         state = self._live_state(conv)
         expects = state.get("expects") if state else None
         if msg.text is not None and expects in SECRET_EXPECTS and not _is_command(msg.text):
-            return await self._secret_event(conv, state or {}, str(expects), msg.text)
+            # not PIN-shaped (or it would have been checked before): explain the format
+            if expects == "confirm_pin":
+                return PinConfirmEntered(matches=False, format_ok=False)
+            if expects == "new_pin":
+                return NewPinEntered(weak="not_six_digits", pin_hash=None)
+            return PinEntered("format")
         if msg.choice is not None:
             return Choice(msg.choice)
         if msg.contact is not None:
@@ -209,15 +228,15 @@ class Engine:
         return NewPinEntered(weak=weak, pin_hash=None if weak else await pins.hash(pin))
 
     # ================================================================ the transaction
-    def _apply(
-        self, conn: Connection, msg: Inbound, event: Event, seen_state: dict[str, Any] | None
-    ) -> _Outcome:
+    def _apply(self, conn: Connection, msg: Inbound, event: Event | None, seen: Any) -> _Outcome:
         xact_lock(conn, f"conv:{msg.channel}:{msg.chat_id}")
         if not _first_delivery(conn, msg.channel, msg.message_id, self.clock.now()):
             return _Outcome(duplicate=True)
         conv = self._load(conn, msg.channel, msg.chat_id)
-        if conv.state != seen_state:
-            raise StateChanged()
+        if seen is not _UNSEEN and conv.state != seen:
+            raise StateChanged()  # prepared against a state that has moved on
+        if event is None:
+            event = self._event(conv, msg)
         run = _Run(self, conn, conv, msg)
         if isinstance(event, PinEntered | NewPinEntered | PinConfirmEntered):
             run.replies.append(DeleteUserMessage())
@@ -258,23 +277,43 @@ class Engine:
         await self.db.write(_set_language, channel, chat_id, language, self.clock.now())
 
     # ================================================================ delivery
-    async def flush(self, channel: str, chat_id: str) -> int:
-        """Deliver this chat's undelivered replies, oldest first. Returns how many went."""
+    async def flush(
+        self,
+        channel: str,
+        chat_id: str,
+        fresh: list[tuple[int, dict[str, Any]]] | None = None,
+    ) -> int:
+        """Deliver this chat's undelivered replies, oldest first. Returns how many went.
+
+        ``fresh``: the replies just committed, when nothing older is waiting (saves a read).
+        """
         adapter = self.channels.get(channel)
         if adapter is None:
             return 0
-        rows = await self.db.read(_pending_for_chat, channel, chat_id)
-        sent = 0
+        rows = (
+            fresh if fresh is not None else await self.db.read(_pending_for_chat, channel, chat_id)
+        )
+        sent: list[int] = []
+        failure: tuple[int, str] | None = None
         for row_id, payload in rows:
             try:
                 await adapter.send(chat_id, payload)
             except Exception as exc:  # keep order: stop at the first failure, retry later
-                await self.db.write(_mark_failed, row_id, str(exc)[:300], self.clock.now())
+                failure = (row_id, str(exc)[:300])
                 log.warning("delivery failed", extra={"channel": channel, "error": str(exc)})
                 break
-            await self.db.write(_mark_sent, row_id, self.clock.now())
-            sent += 1
-        return sent
+            sent.append(row_id)
+        if sent or failure:
+            await self.db.write(_mark_delivery, sent, failure, self.clock.now())
+        return len(sent)
+
+    async def deliver_due(self) -> int:
+        """Retry undelivered replies whose back-off has passed (run periodically)."""
+        chats = await self.db.read(_due_chats, self.clock.now())
+        total = 0
+        for channel, chat_id in chats:
+            total += await self.flush(channel, chat_id)
+        return total
 
     async def sweep_idle(self) -> int:
         """Cancel flows that waited on the customer longer than the idle timeout."""
@@ -554,25 +593,26 @@ class _Run:
             conn.execute(
                 conversations.insert().values(channel=conv.channel, chat_id=conv.chat_id, **values)
             )
-        ids: list[int] = []
-        for payload in payloads:
-            ids.append(
-                int(
-                    conn.scalar(
-                        outbox.insert()
-                        .values(
-                            channel=conv.channel,
-                            chat_id=conv.chat_id,
-                            payload=payload,
-                            created_at=now,
-                            attempts=0,
-                            next_attempt_at=now,
-                        )
-                        .returning(outbox.c.id)
-                    )
-                )
-            )
-        return _Outcome(outbox_ids=ids, otps=self.otps)
+        written: list[tuple[int, dict[str, Any]]] = []
+        backlog = False
+        if payloads:
+            backlog = _has_backlog(conn, conv.channel, conv.chat_id)
+            rows = [
+                {
+                    "channel": conv.channel,
+                    "chat_id": conv.chat_id,
+                    "payload": p,
+                    "created_at": now,
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                }
+                for p in payloads
+            ]
+            ids = conn.scalars(
+                outbox.insert().returning(outbox.c.id, sort_by_parameter_order=True), rows
+            ).all()
+            written = list(zip((int(i) for i in ids), payloads, strict=True))
+        return _Outcome(outbox=written, backlog=backlog, otps=self.otps)
 
 
 # ==================================================================== helpers
@@ -581,6 +621,14 @@ class _Run:
 def _failed(err: WalletError) -> Outcome:
     detail = {k: v for k, v in vars(err).items() if not k.startswith("_")}
     return Outcome(False, error=err.code, detail=detail)
+
+
+_UNSEEN = object()
+
+
+def _could_be_pin(text: str) -> bool:
+    digits = "".join(text.split())
+    return len(digits) == 6 and digits.isascii() and digits.isdigit()
 
 
 def _is_command(text: str) -> bool:
@@ -650,8 +698,36 @@ def _pending_for_chat(conn: Connection, channel: str, chat_id: str) -> list[tupl
     return [(int(r[0]), r[1]) for r in rows]
 
 
-def _mark_sent(conn: Connection, row_id: int, now: datetime) -> None:
-    conn.execute(update(outbox).where(outbox.c.id == row_id).values(sent_at=now))
+def _due_chats(conn: Connection, now: datetime) -> list[tuple[str, str]]:
+    rows = conn.execute(
+        select(outbox.c.channel, outbox.c.chat_id)
+        .where(outbox.c.sent_at.is_(None), outbox.c.failed_at.is_(None))
+        .where(outbox.c.next_attempt_at <= now)
+        .distinct()
+        .limit(500)
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+def _has_backlog(conn: Connection, channel: str, chat_id: str) -> bool:
+    return (
+        conn.execute(
+            select(outbox.c.id)
+            .where(outbox.c.channel == channel, outbox.c.chat_id == chat_id)
+            .where(outbox.c.sent_at.is_(None), outbox.c.failed_at.is_(None))
+            .limit(1)
+        ).first()
+        is not None
+    )
+
+
+def _mark_delivery(
+    conn: Connection, sent: list[int], failure: tuple[int, str] | None, now: datetime
+) -> None:
+    if sent:
+        conn.execute(update(outbox).where(outbox.c.id.in_(sent)).values(sent_at=now))
+    if failure is not None:
+        _mark_failed(conn, failure[0], failure[1], now)
 
 
 MAX_DELIVERY_ATTEMPTS = 8

@@ -99,6 +99,19 @@ async def test_outbox_keeps_undelivered_replies_in_order_until_they_go(env: Env)
     assert pending == []
 
 
+async def test_failed_deliveries_are_retried_with_back_off(env: Env) -> None:
+    flaky = FlakyChannel(failures=2)
+    engine = Engine(env.wallet, channels={"console": flaky}, otp_sender=RecordingOtpSender())
+    await Chat(engine).say("halo")
+    assert flaky.sent == []
+    assert await engine.deliver_due() == 0  # not yet: the back-off has not passed
+    env.clock.advance(timedelta(seconds=3))
+    assert await engine.deliver_due() == 0  # fails a second time
+    env.clock.advance(timedelta(seconds=5))
+    assert await engine.deliver_due() == 1
+    assert flaky.sent[0].startswith("Halo! Ini KasPro")
+
+
 async def test_concurrent_messages_of_one_chat_are_handled_one_at_a_time(env: Env) -> None:
     engine, channel, sms = make_engine(env)
     chat = Chat(engine)
