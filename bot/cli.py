@@ -24,6 +24,19 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--user", default="local", help="chat id of this terminal user")
     chat.add_argument("--lang", choices=("id", "en"), help="conversation language")
 
+    serve = sub.add_parser("serve", help="run the webhooks, callbacks and metrics server")
+    serve.add_argument("--host", help="default: server.host from config")
+    serve.add_argument("--port", type=int, help="default: server.port from config")
+    serve.add_argument(
+        "--telegram-polling",
+        action="store_true",
+        help="long-poll Telegram instead of receiving webhooks",
+    )
+
+    telegram = sub.add_parser("telegram", help="Telegram bot setup")
+    telegram_sub = telegram.add_subparsers(dest="telegram_command", required=True)
+    telegram_sub.add_parser("set-webhook", help="point Telegram at KASPRO_PUBLIC_URL")
+
     convo = sub.add_parser("convo", help="scripted conversations")
     convo_sub = convo.add_subparsers(dest="convo_command", required=True)
     convo_run = convo_sub.add_parser("run", help="play conversation scripts (YAML)")
@@ -60,6 +73,24 @@ async def _expire_holds(settings: Settings) -> int:
     finally:
         await db.dispose()
     print(f"voided {voided} expired hold(s)")
+    return 0
+
+
+async def _set_webhook(settings: Settings) -> int:
+    from bot.channels.telegram import make_bot
+
+    if settings.telegram_token is None or settings.telegram_webhook_secret is None:
+        print("set KASPRO_TELEGRAM_TOKEN and KASPRO_TELEGRAM_WEBHOOK_SECRET first")
+        return 2
+    bot = make_bot(settings.telegram_token.get_secret_value(), settings.telegram_api_url)
+    url = settings.public_url.rstrip("/") + "/webhooks/telegram"
+    async with bot:
+        await bot.set_webhook(
+            url,
+            secret_token=settings.telegram_webhook_secret.get_secret_value(),
+            allowed_updates=["message", "callback_query"],
+        )
+    print(f"Telegram will post updates to {url}")
     return 0
 
 
@@ -118,6 +149,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         asyncio.run(chat(settings, user=args.user, lang=args.lang))
         return 0
+    if args.command == "serve":
+        from bot.server import serve
+
+        host = args.host or settings.server.host
+        port = args.port or settings.server.port
+        try:
+            asyncio.run(serve(settings, host, port, args.telegram_polling))
+        except KeyboardInterrupt:
+            pass
+        return 0
+    if args.command == "telegram":
+        return asyncio.run(_set_webhook(settings))
     if args.command == "convo":
         return asyncio.run(_convo_run(settings, args.files, quiet=args.quiet))
     if args.command == "ledger" and args.ledger_command == "check":

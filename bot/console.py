@@ -53,7 +53,7 @@ class ConsoleOtpSender:
     def __init__(self, out: TextIO) -> None:
         self.out = out
 
-    async def send_otp(self, phone: str, text: str) -> None:
+    async def send_otp(self, phone: str, text: str, code: str) -> None:
         self.out.write(f"[SMS → {mask_phone(phone)}] {text}\n")
         self.out.flush()
 

@@ -60,7 +60,7 @@ class RecordingOtpSender:
     def __init__(self) -> None:
         self.sent: list[tuple[str, str]] = []
 
-    async def send_otp(self, phone: str, text: str) -> None:
+    async def send_otp(self, phone: str, text: str, code: str) -> None:
         self.sent.append((phone, text))
 
 

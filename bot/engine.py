@@ -34,6 +34,7 @@ from flows.core import (
     FlowState,
     NewPinEntered,
     Outcome,
+    Photo,
     PinConfirmEntered,
     PinEntered,
     Reply,
@@ -45,7 +46,14 @@ from flows.core import (
 from flows.parsing import ParseError, normalize_command, parse_pin
 from flows.registry import FLOWS, load_state, menu_buttons
 from storage.db import Database
-from storage.schema import conversations, customers, outbox, processed_messages, support_requests
+from storage.schema import (
+    conversations,
+    customers,
+    inbox,
+    outbox,
+    processed_messages,
+    support_requests,
+)
 from wallet import customers as cust
 from wallet.errors import WalletError
 from wallet.locks import xact_lock
@@ -73,6 +81,11 @@ class Inbound:
     contact: str | None = None
     photo_ref: str | None = None
     profile_name: str | None = None
+    # the message's id on the platform, for deleting it (Telegram message_id), when it
+    # differs from the delivery id used for dedup (Telegram update_id)
+    platform_message_id: str | None = None
+    # the row in the inbox table this message was accepted into (deleted when applied)
+    inbox_id: int | None = None
 
 
 class ChannelAdapter(Protocol):
@@ -80,7 +93,9 @@ class ChannelAdapter(Protocol):
 
 
 class OtpSender(Protocol):
-    async def send_otp(self, phone: str, text: str) -> None: ...
+    async def send_otp(self, phone: str, text: str, code: str) -> None:
+        """Deliver ``text`` (which contains ``code``) to ``phone``. Nothing is stored."""
+        ...
 
 
 @dataclass
@@ -99,8 +114,10 @@ class _Conv:
 class _Outcome:
     outbox: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # written this time
     backlog: bool = False  # older replies of this chat are still undelivered
-    otps: list[tuple[str, str]] = field(default_factory=list)  # (phone, text), sent after commit
+    # (phone, text, code): sent after commit, kept only in memory
+    otps: list[tuple[str, str, str]] = field(default_factory=list)
     duplicate: bool = False
+    finished: list[str] = field(default_factory=list)  # flows that ended
 
 
 class StateChanged(Exception):
@@ -115,6 +132,7 @@ class Engine:
         idle_minutes: int = 5,
         channels: Mapping[str, ChannelAdapter] | None = None,
         otp_sender: OtpSender | None = None,
+        metrics: Any = None,
     ) -> None:
         self.wallet = wallet
         self.db: Database = wallet.db
@@ -122,6 +140,7 @@ class Engine:
         self.idle = timedelta(minutes=idle_minutes)
         self.channels: dict[str, ChannelAdapter] = dict(channels or {})
         self.otp_sender = otp_sender
+        self.metrics = metrics  # bot.metrics.Metrics, when served
         self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
@@ -152,10 +171,15 @@ class Engine:
             await self._after_commit(result, msg.channel, msg.chat_id)
 
     async def _after_commit(self, result: _Outcome, channel: str, chat_id: str) -> None:
-        for phone, body in result.otps:
+        if self.metrics is not None:
+            if result.duplicate:
+                self.metrics.duplicates.labels(channel).inc()
+            for flow in result.finished:
+                self.metrics.flows.labels(flow, "ended").inc()
+        for phone, body, code in result.otps:
             if self.otp_sender is not None:
                 try:
-                    await self.otp_sender.send_otp(phone, body)
+                    await self.otp_sender.send_otp(phone, body, code)
                 except Exception:
                     log.exception("OTP delivery failed", extra={"phone": mask_phone(phone)})
         if result.outbox:
@@ -184,6 +208,8 @@ class Engine:
             return Choice(msg.choice)
         if msg.contact is not None:
             return Contact(msg.contact)
+        if msg.photo_ref is not None:
+            return Photo(msg.photo_ref)
         if msg.text is not None:
             chosen = _match_button(msg.text, conv.buttons)
             return Choice(chosen) if chosen is not None else Text(msg.text)
@@ -237,6 +263,8 @@ class Engine:
             raise StateChanged()  # prepared against a state that has moved on
         if event is None:
             event = self._event(conv, msg)
+        if msg.inbox_id is not None:
+            conn.execute(inbox.delete().where(inbox.c.id == msg.inbox_id))
         run = _Run(self, conn, conv, msg)
         if isinstance(event, PinEntered | NewPinEntered | PinConfirmEntered):
             run.replies.append(DeleteUserMessage())
@@ -300,9 +328,13 @@ class Engine:
                 await adapter.send(chat_id, payload)
             except Exception as exc:  # keep order: stop at the first failure, retry later
                 failure = (row_id, str(exc)[:300])
+                if self.metrics is not None:
+                    self.metrics.delivery_failures.labels(channel).inc()
                 log.warning("delivery failed", extra={"channel": channel, "error": str(exc)})
                 break
             sent.append(row_id)
+            if self.metrics is not None:
+                self.metrics.messages_out.labels(channel).inc()
         if sent or failure:
             await self.db.write(_mark_delivery, sent, failure, self.clock.now())
         return len(sent)
@@ -353,7 +385,8 @@ class _Run:
         self.msg = msg
         self.now = engine.clock.now()
         self.replies: list[Reply] = []
-        self.otps: list[tuple[str, str]] = []
+        self.otps: list[tuple[str, str, str]] = []
+        self.finished: list[str] = []
         self.state: FlowState | None = None
         raw = engine._live_state(conv)
         if conv.state is not None and raw is None:  # waited too long: the flow is gone
@@ -364,6 +397,10 @@ class _Run:
 
     # ---------------------------------------------------------------- routing
     def dispatch(self, event: Event) -> None:
+        if isinstance(event, Photo) and event.ref.startswith("rejected:"):
+            # too big, not an image, or not fetchable: explain, keep the flow where it was
+            self.replies.append(Say(f"media.{event.ref.removeprefix('rejected:')}"))
+            return
         text = event.text if isinstance(event, Text) else None
         command = normalize_command(text) if text is not None else None
         if isinstance(event, Choice) and event.value == "menu":
@@ -411,6 +448,8 @@ class _Run:
             result: Step = spec.step(self.state, event, self._ctx())
             self.replies.extend(result.replies)
             self.state = result.state
+            if result.state is None:
+                self.finished.append(flow)
             if not result.commands:
                 if self.state is None and result.then_menu:
                     self._menu()
@@ -465,7 +504,7 @@ class _Run:
                 body = i18n.text(
                     self.conv.language, "otp.message", {"code": issued.code, "minutes": minutes}
                 )
-                self.otps.append((phone, body))
+                self.otps.append((phone, body, issued.code))
                 return {"expires_at": issued.expires_at, "left_today": issued.requests_left_today}
             case C.VerifyOtp(phone, purpose, code):
                 failure = wallet.otp.verify_in(conn, phone, purpose, code)
@@ -563,8 +602,9 @@ class _Run:
         buttons: list[dict[str, str]] | None = None
         for reply in self.replies:
             if isinstance(reply, DeleteUserMessage):
-                if self.msg.message_id:
-                    payloads.append({"type": "delete", "message_id": self.msg.message_id})
+                target = self.msg.platform_message_id or self.msg.message_id
+                if target:
+                    payloads.append({"type": "delete", "message_id": target})
                 continue
             payload = i18n.render(conv.language, reply)
             if payload.get("buttons"):
@@ -579,6 +619,8 @@ class _Run:
             "buttons": buttons if buttons is not None else (conv.buttons if state_json else None),
             "updated_at": now,
         }
+        if self.msg.message_id:  # a message from the customer (not the idle sweep)
+            values["last_inbound_at"] = now
         if buttons is None and payloads:
             values["buttons"] = None
         if conv.exists:
@@ -612,7 +654,7 @@ class _Run:
                 outbox.insert().returning(outbox.c.id, sort_by_parameter_order=True), rows
             ).all()
             written = list(zip((int(i) for i in ids), payloads, strict=True))
-        return _Outcome(outbox=written, backlog=backlog, otps=self.otps)
+        return _Outcome(outbox=written, backlog=backlog, otps=self.otps, finished=self.finished)
 
 
 # ==================================================================== helpers

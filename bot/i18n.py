@@ -73,6 +73,7 @@ def render(language: str, reply: Say) -> dict[str, Any]:
         ]
     if reply.share_phone:
         payload["share_phone"] = True
+        payload["share_phone_label"] = text(language, "btn.share_phone")
     if reply.protect:
         payload["protect"] = True
     return payload

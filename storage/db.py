@@ -18,11 +18,12 @@ inside one transaction: ``await db.write(fn, *args)`` / ``await db.read(fn, *arg
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
-from sqlalchemy import Connection, Engine, event
+from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -189,6 +190,24 @@ class Database:
             conn = conn.execution_options(sqlite_begin=mode)
             with conn.begin():
                 return fn(conn, *args, **kwargs)
+
+    @contextlib.asynccontextmanager
+    async def chat_lock(self, name: str) -> AsyncIterator[None]:
+        """Hold a lock named ``name`` across transactions: a PostgreSQL session advisory
+        lock on a connection of its own, so several workers take turns. SQLite serves one
+        process, whose own locks suffice."""
+        if self._async is None:
+            yield
+            return
+        async with self._async.connect() as conn:
+            key = {"n": name}
+            await conn.execute(text("SELECT pg_advisory_lock(hashtextextended(:n, 1))"), key)
+            await conn.commit()
+            try:
+                yield
+            finally:
+                await conn.execute(text("SELECT pg_advisory_unlock(hashtextextended(:n, 1))"), key)
+                await conn.commit()
 
     async def dispose(self) -> None:
         if self._writer is not None:

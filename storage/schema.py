@@ -16,9 +16,11 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
+    UniqueConstraint,
 )
 
 # INTEGER PRIMARY KEY is SQLite's rowid alias (autoincrement); BIGINT elsewhere.
@@ -161,6 +163,8 @@ __all__ = [
     "conversations",
     "customers",
     "entries",
+    "inbox",
+    "media",
     "metadata",
     "movements",
     "otp_blocks",
@@ -184,6 +188,8 @@ conversations = Table(
     # the buttons last offered, so "2" or a label typed back maps to the choice
     Column("buttons", JSON, nullable=True),
     Column("updated_at", Ts, nullable=False),
+    # last message from the customer: WhatsApp's 24-hour session window
+    Column("last_inbound_at", Ts, nullable=True),
 )
 
 # Inbound deliveries already handled (Telegram update_id, Twilio MessageSid, console line).
@@ -193,6 +199,36 @@ processed_messages = Table(
     Column("channel", String(20), primary_key=True),
     Column("message_id", String(80), primary_key=True),
     Column("at", Ts, nullable=False),
+)
+
+# Accepted inbound messages, persisted before the webhook answers 200 and processed in
+# arrival order per chat by whichever worker holds the chat's lock; deleted in the same
+# transaction that applies them.
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("channel", String(20), nullable=False),
+    Column("chat_id", String(64), nullable=False),
+    Column("message_id", String(80), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("received_at", Ts, nullable=False),
+    UniqueConstraint("channel", "message_id", name="uq_inbox_channel_message"),
+)
+Index("ix_inbox_chat", inbox.c.channel, inbox.c.chat_id, inbox.c.id)
+
+# Images customers send (KYC, QR codes) and the bot sends (receipts).
+media = Table(
+    "media",
+    metadata,
+    Column("id", String(32), primary_key=True),  # random, unguessable
+    Column("content_type", String(60), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("channel", String(20), nullable=False),
+    Column("chat_id", String(64), nullable=False),
+    Column("created_at", Ts, nullable=False),
 )
 
 # Replies written in the same transaction as the state, delivered after commit.

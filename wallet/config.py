@@ -50,6 +50,36 @@ class SecuritySettings(BaseModel):
     otp_block_hours: int = 24
 
 
+class ServerSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # Largest photo/document a customer may send (bytes).
+    media_max_bytes: int = 5_000_000
+    # How long a signed /media/… link for an image the bot sent stays valid.
+    media_link_ttl_minutes: int = 60
+    # Seconds between background passes (idle flows, due deliveries).
+    background_interval_seconds: float = 5.0
+
+
+class TelegramSettings(BaseModel):
+    # Telegram's documented limits: about 30 messages/s overall, 1/s per chat
+    # (short bursts tolerated).
+    messages_per_second: float = 30.0
+    per_chat_per_second: float = 1.0
+    per_chat_burst: int = 3
+
+
+class TwilioSettings(BaseModel):
+    # Messages/s the Twilio sender may send (the account's configured throughput).
+    messages_per_second: float = 10.0
+    # Approved WhatsApp templates (ContentSid) for messages outside the 24-hour session
+    # window; empty: such messages wait until the customer writes again.
+    notification_content_sid: str = ""
+    otp_content_sid: str = ""
+    # Where OTPs go, in order of preference.
+    otp_channels: list[str] = ["whatsapp", "sms"]
+
+
 class Settings(BaseSettings):
     """Every setting of the service. Secrets are environment-only (never in YAML)."""
 
@@ -64,13 +94,27 @@ class Settings(BaseSettings):
     # Minutes a flow waits on the customer before it is cancelled (a late "yes" or PIN
     # then moves no money).
     idle_timeout_minutes: int = 5
+    server: ServerSettings = ServerSettings()
+    telegram: TelegramSettings = TelegramSettings()
+    twilio: TwilioSettings = TwilioSettings()
     db: DbSettings = DbSettings()
     limits: LimitSettings = LimitSettings()
     ledger: LedgerSettings = LedgerSettings()
     security: SecuritySettings = SecuritySettings()
 
-    # Secrets: environment only.
+    # Environment only (secrets, and what differs per deployment).
     secret_key: SecretStr | None = None
+    public_url: str = "http://127.0.0.1:8080"
+    telegram_token: SecretStr | None = None
+    telegram_webhook_secret: SecretStr | None = None
+    telegram_api_url: str = "https://api.telegram.org"
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_whatsapp_from: str | None = None
+    twilio_sms_from: str | None = None
+    twilio_api_url: str = "https://api.twilio.com"
+    partner_secret: SecretStr | None = None
+    smtp_url: SecretStr | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -84,7 +128,23 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, _YamlSource(settings_cls))
 
 
-SECRET_FIELDS = frozenset({"secret_key"})
+# Read only from the environment: refused in the YAML file.
+SECRET_FIELDS = frozenset(
+    {
+        "secret_key",
+        "public_url",
+        "telegram_token",
+        "telegram_webhook_secret",
+        "telegram_api_url",
+        "twilio_account_sid",
+        "twilio_auth_token",
+        "twilio_whatsapp_from",
+        "twilio_sms_from",
+        "twilio_api_url",
+        "partner_secret",
+        "smtp_url",
+    }
+)
 
 
 class _YamlSource(PydanticBaseSettingsSource):

@@ -106,8 +106,8 @@ def test_secrets_are_refused_in_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_shipped_config_matches_the_defaults() -> None:
     import yaml
 
-    from wallet.config import DEFAULT_CONFIG_PATH, Settings
+    from wallet.config import DEFAULT_CONFIG_PATH, SECRET_FIELDS, Settings
 
     shipped = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
-    defaults = Settings.model_construct().model_dump(exclude={"secret_key"})
+    defaults = Settings.model_construct().model_dump(exclude=set(SECRET_FIELDS))
     assert shipped == defaults

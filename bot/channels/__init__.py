@@ -1,0 +1,1 @@
+"""Channel adapters: Telegram (python-telegram-bot) and WhatsApp/SMS (Twilio)."""
