@@ -46,6 +46,8 @@ from wallet.config import Settings
 from wallet.service import Wallet
 
 log = logging.getLogger("kaspro.server")
+SERVICE: web.AppKey[Service] = web.AppKey("service")
+TELEGRAM_POLLING: web.AppKey[bool] = web.AppKey("telegram_polling", bool)
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 WHATSAPP_WINDOW_SECONDS = 24 * 3600
 
@@ -90,10 +92,12 @@ class Service:
             log.info("Telegram disabled: KASPRO_TELEGRAM_TOKEN is not set")
 
         self.twilio_checker: SignatureChecker | None = None
+        self.twilio_client: Any = None
         whatsapp = sms = None
         if settings.twilio_account_sid and settings.twilio_auth_token is not None:
             token = settings.twilio_auth_token.get_secret_value()
             client = make_client(settings.twilio_account_sid, token, settings.twilio_api_url)
+            self.twilio_client = client
             self.twilio_checker = SignatureChecker(token, settings.public_url)
             limiter = RateLimiter(settings.twilio.messages_per_second)
             if settings.twilio_whatsapp_from:
@@ -146,6 +150,8 @@ class Service:
             await self.bot.shutdown()
         if self.http is not None:
             await self.http.close()
+        if self.twilio_client is not None:
+            await self.twilio_client.http_client.close()
 
     async def resume(self) -> None:
         """Apply whatever was accepted but not applied (after a crash or restart)."""
@@ -243,13 +249,11 @@ class Service:
 
     async def _twilio_media(self, extra: dict[str, Any], limit: int) -> tuple[bytes, str]:
         assert self.http is not None
-        auth = aiohttp.BasicAuth(
-            self.settings.twilio_account_sid or "",
-            self.settings.twilio_auth_token.get_secret_value()
-            if self.settings.twilio_auth_token
-            else "",
+        token = self.settings.twilio_auth_token
+        auth = aiohttp.encode_basic_auth(
+            self.settings.twilio_account_sid or "", token.get_secret_value() if token else ""
         )
-        async with self.http.get(extra["url"], auth=auth) as resp:
+        async with self.http.get(extra["url"], headers={"Authorization": auth}) as resp:
             resp.raise_for_status()
             if (resp.content_length or 0) > limit:
                 raise MediaRejected("too_big")
@@ -325,7 +329,7 @@ class MediaRejected(Exception):
 
 def make_app(service: Service) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024)
-    app["service"] = service
+    app[SERVICE] = service
     app.router.add_post("/webhooks/telegram", telegram_webhook)
     app.router.add_post("/webhooks/twilio", twilio_webhook)
     app.router.add_get("/healthz", healthz)
@@ -336,17 +340,17 @@ def make_app(service: Service) -> web.Application:
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
-    service: Service = app["service"]
+    service: Service = app[SERVICE]
     await service.start()
     service.spawn(service.background())
-    if app.get("telegram_polling"):
+    if app.get(TELEGRAM_POLLING):
         service.spawn(service.poll_telegram())
     yield
     await service.stop()
 
 
 async def telegram_webhook(request: web.Request) -> web.Response:
-    service: Service = request.app["service"]
+    service: Service = request.app[SERVICE]
     if service.bot is None or service.settings.telegram_webhook_secret is None:
         raise web.HTTPNotFound()
     expected = service.settings.telegram_webhook_secret.get_secret_value()
@@ -365,7 +369,7 @@ async def telegram_webhook(request: web.Request) -> web.Response:
 
 
 async def twilio_webhook(request: web.Request) -> web.Response:
-    service: Service = request.app["service"]
+    service: Service = request.app[SERVICE]
     if service.twilio_checker is None:
         raise web.HTTPNotFound()
     form = {k: str(v) for k, v in (await request.post()).items()}
@@ -381,7 +385,7 @@ async def twilio_webhook(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    service: Service = request.app["service"]
+    service: Service = request.app[SERVICE]
     try:
         await service.db.read(lambda c: c.execute(text("SELECT 1")).scalar())
     except Exception as exc:  # report, don't crash
@@ -396,12 +400,12 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    service: Service = request.app["service"]
+    service: Service = request.app[SERVICE]
     return web.Response(body=service.metrics.render(), content_type="text/plain", charset="utf-8")
 
 
 async def media_file(request: web.Request) -> web.Response:
-    service: Service = request.app["service"]
+    service: Service = request.app[SERVICE]
     media_id = request.match_info["media_id"]
     if not service.media.verify(
         media_id, request.query.get("exp", ""), request.query.get("sig", "")
@@ -489,7 +493,7 @@ async def serve(settings: Settings, host: str, port: int, telegram_polling: bool
     wallet = Wallet(db, settings)
     service = Service(settings, db, wallet)
     app = make_app(service)
-    app["telegram_polling"] = telegram_polling and service.bot is not None
+    app[TELEGRAM_POLLING] = telegram_polling and service.bot is not None
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
