@@ -116,7 +116,7 @@ async def _convo_run(settings: Settings, files: Sequence[str], *, quiet: bool) -
             await upgrade(url)
             run_settings = settings.model_copy(update={"database_url": url})
             try:
-                transcript = await run_script(script, run_settings)
+                transcript = await run_script(script, run_settings, path.parent)
             except ConvoFailure as failure:
                 failed += 1
                 print(f"✗ {name}: {script.get('name', '')}\n{failure}\n")

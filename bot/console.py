@@ -18,14 +18,21 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
+from sqlalchemy import Connection, select
 from sqlalchemy.engine import make_url
 
 from bot.engine import Engine, Inbound
+from bot.media import IMAGE_TYPES, MediaStore, sniff_image_type
+from bot.partners import Partners, signed_request
+from flows.parsing import ParseError, parse_amount
 from storage.db import Database
 from storage.migrate import upgrade
+from storage.schema import conversations
 from wallet.config import Settings
+from wallet.errors import WalletError
 from wallet.masking import mask_phone
 from wallet.service import Wallet
+from wallet.topup import bank_by_code, va_number
 
 CHANNEL = "console"
 
@@ -75,11 +82,21 @@ async def chat(
         channels={CHANNEL: ConsoleChannel(stdout)},
         otp_sender=ConsoleOtpSender(stdout),
     )
+    media = MediaStore(db, wallet.otp._key)
+    # The sandbox plays the bank and the minimart through the same signed callback code
+    # the server runs; without KASPRO_PARTNER_SECRET it signs with a throwaway key.
+    partner_secret = secrets.token_bytes(32)
+    if settings.partner_secret is not None:
+        partner_secret = settings.partner_secret.get_secret_value().encode()
+    partners = Partners(wallet, engine, secret=partner_secret)
     if lang:
         await engine.set_language(CHANNEL, user, lang)
     session = uuid.uuid4().hex[:8]
     sweeper = asyncio.create_task(_sweep(engine))
-    stdout.write("KasPro chat — type anything to start, /quit to leave.\n")
+    stdout.write(
+        "KasPro chat — type anything to start, /quit to leave. "
+        "/sandbox plays the bank or the minimart.\n"
+    )
     stdout.flush()
     try:
         n = 0
@@ -96,6 +113,12 @@ async def chat(
             if line.strip() == "/quit":
                 break
             n += 1
+            if line.startswith("/sandbox"):
+                stdout.write(await _sandbox(line, user, wallet, partners, partner_secret) + "\n")
+                await engine.sweep_idle()
+                continue
+            if line.startswith("/photo "):
+                line = await _store_photo(line, user, media, wallet, settings)
             msg = _inbound(line, user, f"{session}-{n}")
             if msg is None:
                 stdout.write("      (use /photo PATH, /contact PHONE or /quit)\n")
@@ -120,6 +143,74 @@ def _dev_secret(settings: Settings) -> bytes | None:
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_hex(32))
     return key_file.read_text().strip().encode()
+
+
+async def _store_photo(
+    line: str, user: str, media: MediaStore, wallet: Wallet, settings: Settings
+) -> str:
+    """``/photo PATH`` → the file stored like a photo from a channel (``/photo media:ID``)."""
+    try:
+        data = await asyncio.to_thread(_read_file, line.removeprefix("/photo ").strip())
+    except OSError:
+        return "/photo rejected:failed"
+    if len(data) > settings.server.media_max_bytes:
+        return "/photo rejected:too_big"
+    kind = sniff_image_type(data)
+    if kind not in IMAGE_TYPES:
+        return "/photo rejected:not_image"
+    media_id = await media.put(data, kind, channel=CHANNEL, chat_id=user, now=wallet.clock.now())
+    return f"/photo media:{media_id}"
+
+
+def _read_file(path: str) -> bytes:
+    return Path(path).expanduser().read_bytes()
+
+
+SANDBOX_HELP = (
+    "      sandbox: /sandbox topup AMOUNT [BANK_CODE]   (a bank pays your virtual account)\n"
+    "               /sandbox redeem TOKEN AMOUNT [indomaret|alfamart]   (a minimart redeems)"
+)
+
+
+async def _sandbox(line: str, user: str, wallet: Wallet, partners: Partners, secret: bytes) -> str:
+    parts = line.split()
+    try:
+        if len(parts) >= 3 and parts[1] == "topup":
+            customer_id = await wallet.db.read(_linked_customer, CHANNEL, user)
+            if customer_id is None:
+                return "      (register or log in first)"
+            customer = await wallet.customer(customer_id)
+            bank = bank_by_code(wallet.settings, parts[3] if len(parts) > 3 else "014")
+            payload = {
+                "bank_code": bank.code,
+                "va_number": va_number(bank, customer.phone),
+                "amount": parse_amount(parts[2]),
+                "reference": f"SANDBOX-{uuid.uuid4().hex[:10]}",
+            }
+            body, ts, sig = signed_request(secret, payload)
+            answer = await partners.handle("va", body, ts, sig)
+            return f"      [bank {bank.name} → KasPro] {answer.status} {answer.body}"
+        if len(parts) >= 4 and parts[1] == "redeem":
+            payload = {
+                "partner": parts[4] if len(parts) > 4 else "indomaret",
+                "token": parts[2],
+                "amount": parse_amount(parts[3]),
+                "reference": f"SANDBOX-{uuid.uuid4().hex[:10]}",
+            }
+            body, ts, sig = signed_request(secret, payload)
+            answer = await partners.handle("redeem", body, ts, sig)
+            return f"      [{payload['partner']} → KasPro] {answer.status} {answer.body}"
+    except (ParseError, WalletError) as exc:
+        return f"      ({exc})\n{SANDBOX_HELP}"
+    return SANDBOX_HELP
+
+
+def _linked_customer(conn: Connection, channel: str, chat_id: str) -> int | None:
+    return conn.scalar(
+        select(conversations.c.customer_id).where(
+            conversations.c.channel == channel, conversations.c.chat_id == chat_id
+        )
+    )
 
 
 def _inbound(line: str, user: str, message_id: str) -> Inbound | None:

@@ -8,6 +8,7 @@ the transcript and an expected-vs-said diff. Used by pytest (tests/conversations
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,16 +19,22 @@ from typing import Any
 import yaml
 
 from bot.engine import Engine, Inbound
+from bot.media import MediaStore
+from bot.partners import Partners, signed_request
 from storage.db import Database
+from storage.schema import conversations
 from wallet.check import check_ledger
 from wallet.clock import FrozenClock
 from wallet.config import Settings
+from wallet.customers import NewCustomer
 from wallet.masking import mask_phone
-from wallet.model import Status, Tier
+from wallet.model import CustomerParty, Kind, MoveMoney, Status, SystemKind, SystemParty, Tier
 from wallet.phone import normalize_phone
 from wallet.service import Wallet
+from wallet.topup import bank_by_code, va_number
 
 START = datetime(2026, 12, 4, 3, 0, tzinfo=UTC)  # 10:00 WIB
+PARTNER_SECRET = b"conversation-tests-partner"
 _DURATION = re.compile(r"^(\d+)\s*([smhd])$")
 
 
@@ -58,10 +65,10 @@ class RecordingChannel:
 
 class RecordingOtpSender:
     def __init__(self) -> None:
-        self.sent: list[tuple[str, str]] = []
+        self.sent: list[tuple[str, str, str]] = []
 
     async def send_otp(self, phone: str, text: str, code: str) -> None:
-        self.sent.append((phone, text))
+        self.sent.append((phone, text, code))
 
 
 @dataclass
@@ -71,21 +78,41 @@ class Player:
     clock: FrozenClock
     channel: RecordingChannel
     sms: RecordingOtpSender
+    partners: Partners
+    media: MediaStore
+    base_dir: Path = field(default_factory=Path)
     chat_id: str = "tester"
     transcript: list[str] = field(default_factory=list)
     vars: dict[str, str] = field(default_factory=dict)
     counter: int = 0
     last_replies: list[dict[str, Any]] = field(default_factory=list)
+    others: list[dict[str, Any]] = field(default_factory=list)  # everything sent, any chat
 
-    async def send(self, **kwargs: Any) -> list[dict[str, Any]]:
+    async def send(self, chat: str | None = None, **kwargs: Any) -> list[dict[str, Any]]:
         self.counter += 1
-        before, sms_before = len(self.channel.sent), len(self.sms.sent)
-        await self.engine.handle(Inbound("console", self.chat_id, f"m{self.counter}", **kwargs))
-        for phone, body in self.sms.sent[sms_before:]:
+        chat = chat or self.chat_id
+        mark = self.mark()
+        await self.engine.handle(Inbound("console", chat, f"m{self.counter}", **kwargs))
+        return self.collect(mark, chat)
+
+    def mark(self) -> tuple[int, int]:
+        return len(self.channel.sent), len(self.sms.sent)
+
+    def collect(self, mark: tuple[int, int], chat: str | None = None) -> list[dict[str, Any]]:
+        """Transcript what the bot said since ``mark``; the replies to ``chat`` are returned."""
+        before, sms_before = mark
+        chat = chat or self.chat_id
+        self.others = []
+        for phone, body, _code in self.sms.sent[sms_before:]:
             self.transcript.append(f"[SMS → {mask_phone(phone)}] {body}")
-        replies = [p for _, p in self.channel.sent[before:]]
-        for p in replies:
-            self.transcript.append(_show(p))
+        replies = []
+        for to, p in self.channel.sent[before:]:
+            self.others.append({**p, "_to": to})
+            if to == chat:
+                replies.append(p)
+                self.transcript.append(_show(p) if chat == self.chat_id else f"({to}) " + _show(p))
+            else:
+                self.transcript.append(f"({to}) " + _show(p))
         self.last_replies = replies
         return replies
 
@@ -111,7 +138,9 @@ def _duration(text: str) -> timedelta:
     return timedelta(**{{"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[unit]: n})
 
 
-async def run_script(script: Mapping[str, Any], settings: Settings) -> list[str]:
+async def run_script(
+    script: Mapping[str, Any], settings: Settings, base_dir: Path | None = None
+) -> list[str]:
     """Play ``script`` on ``settings.database_url`` (a fresh, migrated database)."""
     clock = FrozenClock(START)
     db = Database.from_url(settings.database_url, pool_size=4)
@@ -123,7 +152,16 @@ async def run_script(script: Mapping[str, Any], settings: Settings) -> list[str]
         channels={"console": channel},
         otp_sender=sms,
     )
-    player = Player(engine, wallet, clock, channel, sms)
+    player = Player(
+        engine,
+        wallet,
+        clock,
+        channel,
+        sms,
+        partners=Partners(wallet, engine, secret=PARTNER_SECRET),
+        media=MediaStore(db, b"conversation-tests"),
+        base_dir=base_dir or Path(),
+    )
     try:
         if script.get("language"):
             await engine.set_language("console", player.chat_id, str(script["language"]))
@@ -136,10 +174,12 @@ async def run_script(script: Mapping[str, Any], settings: Settings) -> list[str]
 
 async def _play(p: Player, step: Mapping[str, Any], number: int) -> None:
     where = f"step {number}"
+    chat = step.get("as")
+    who = f"you ({chat})" if chat else "you"
     if "user" in step:
         text = _subst(str(step["user"]), p.vars)
-        p.transcript.append(f"you: {text}")
-        replies = await p.send(text=text)
+        p.transcript.append(f"{who}: {text}")
+        replies = await p.send(chat, text=text)
     elif "button" in step:
         label = _subst(str(step["button"]), p.vars)
         offered = [b for r in p.last_replies for b in r.get("buttons") or []]
@@ -151,29 +191,30 @@ async def _play(p: Player, step: Mapping[str, Any], number: int) -> None:
                 label,
                 ", ".join(b["label"] for b in offered),
             )
-        p.transcript.append(f"you: [presses {match[0]['label']}]")
-        replies = await p.send(choice=match[0]["value"])
+        p.transcript.append(f"{who}: [presses {match[0]['label']}]")
+        replies = await p.send(chat, choice=match[0]["value"])
     elif "contact" in step:
         phone = _subst(str(step["contact"]), p.vars)
-        p.transcript.append(f"you: [shares contact {phone}]")
-        replies = await p.send(contact=phone)
+        p.transcript.append(f"{who}: [shares contact {phone}]")
+        replies = await p.send(chat, contact=phone)
     elif "photo" in step:
-        p.transcript.append(f"you: [sends photo {step['photo']}]")
-        replies = await p.send(photo_ref=str(step["photo"]))
+        p.transcript.append(f"{who}: [sends photo {step['photo']}]")
+        replies = await p.send(chat, photo_ref=await _photo_ref(p, str(step["photo"]), chat))
     elif "advance" in step:
         p.clock.advance(_duration(step["advance"]))
         p.transcript.append(f"(time passes: {step['advance']})")
-        before = len(p.channel.sent)
+        mark, offered = p.mark(), p.last_replies
         await p.engine.sweep_idle()
-        replies = [pl for _, pl in p.channel.sent[before:]]
-        for pl in replies:
-            p.transcript.append(_show(pl))
-        p.last_replies = replies or p.last_replies
+        await p.partners.expire_tokens()
+        await p.wallet.expire_holds()
+        replies = p.collect(mark, chat)
+        if not replies:  # nothing new: the buttons offered before are still there
+            p.last_replies = offered
     elif "capture" in step:
         for name, spec in step["capture"].items():
             source = spec.get("from", "sms")
             texts = (
-                [b for _, b in p.sms.sent]
+                [b for _, b, _ in p.sms.sent]
                 if source == "sms"
                 else [str(r.get("text", "")) for r in p.last_replies]
             )
@@ -195,6 +236,11 @@ async def _play(p: Player, step: Mapping[str, Any], number: int) -> None:
     elif "expect" in step:
         await _check_effects(p, step["expect"], where)
         return
+    elif "given_customer" in step:
+        await _given_customer(p, step["given_customer"])
+        return
+    elif "bank_topup" in step or "redeem" in step:
+        replies = await _partner(p, step, where, chat)
     else:
         raise ValueError(f"{where}: unknown step {dict(step)!r}")
     if "bot" in step:
@@ -214,6 +260,17 @@ def _check_replies(p: Player, expected: Any, replies: list[dict[str, Any]], wher
         for key in ("contains", "regex", "exact"):
             if key in spec:
                 spec[key] = _subst(str(spec[key]), p.vars)
+        if "to" in spec:  # a message to another chat (a notification)
+            to = spec.pop("to")
+            if not any(r["_to"] == to and _matches(r, spec) for r in p.others):
+                shown = "\n".join(f"({r['_to']}) {_show(r)}" for r in p.others) or "(nothing)"
+                raise ConvoFailure(
+                    f"{where}: chat {to} was not told what was expected",
+                    p.transcript,
+                    _describe(spec),
+                    shown,
+                )
+            continue
         while pos < len(replies) and not _matches(replies[pos], spec):
             pos += 1
         if pos == len(replies):
@@ -292,6 +349,107 @@ async def _check_effects(p: Player, expect: Mapping[str, Any], where: str) -> No
         phone = normalize_phone(_subst(str(expect["otp_blocked"]), p.vars))
         if await wallet.otp.blocked_until(phone) is None:
             raise ConvoFailure(f"{where}: number not blocked", p.transcript, "blocked", "free")
+
+
+async def _given_customer(p: Player, spec: Mapping[str, Any]) -> None:
+    """A customer who already exists (registered elsewhere), e.g. a transfer's recipient;
+    with ``chat:`` their own chat is linked to them, so they see notifications."""
+    customer = await p.wallet.register(
+        NewCustomer(
+            str(spec["phone"]),
+            str(spec.get("first_name", "Budi")),
+            str(spec.get("last_name", "")),
+            email=spec.get("email"),
+        ),
+        pin=str(spec.get("pin", "864209")),
+        actor="script",
+    )
+    if spec.get("tier"):
+        await p.wallet.set_tier(customer.id, Tier(spec["tier"]), actor="script:kyc")
+    if spec.get("balance"):
+        await p.wallet.move(
+            MoveMoney(
+                key=f"script-topup-{customer.id}",
+                kind=Kind.TOPUP,
+                source=SystemParty(SystemKind.TOPUP_FLOAT, "va:014"),
+                destination=CustomerParty(customer.id),
+                amount=int(spec["balance"]),
+                actor="script",
+            )
+        )
+    if spec.get("chat"):
+        await p.wallet.db.write(_link_chat, str(spec["chat"]), customer.id, p.clock.now())
+    p.transcript.append(f"(given: customer {spec['phone']} {spec.get('tier', 'regular')})")
+
+
+def _link_chat(conn: Any, chat_id: str, customer_id: int, now: datetime) -> None:
+    conn.execute(
+        conversations.insert().values(
+            channel="console",
+            chat_id=chat_id,
+            customer_id=customer_id,
+            language="id",
+            updated_at=now,
+        )
+    )
+
+
+async def _partner(
+    p: Player, step: Mapping[str, Any], where: str, chat: str | None
+) -> list[dict[str, Any]]:
+    """A bank or a minimart calls us, signed, through the same code as the server."""
+    if "bank_topup" in step:
+        spec = step["bank_topup"]
+        phone = normalize_phone(_subst(str(spec["phone"]), p.vars))
+        bank = bank_by_code(p.wallet.settings, str(spec.get("bank", "014")))
+        payload: dict[str, Any] = {
+            "bank_code": bank.code,
+            "va_number": va_number(bank, phone),
+            "amount": int(spec["amount"]),
+            "reference": _subst(str(spec.get("reference", f"REF{p.counter}")), p.vars),
+        }
+        kind, label = "va", f"bank {bank.name} pays {payload['amount']} into the VA"
+    else:
+        spec = step["redeem"]
+        payload = {
+            "partner": spec.get("partner", "indomaret"),
+            "token": _subst(str(spec["token"]), p.vars),
+            "amount": int(spec["amount"]),
+            "reference": _subst(str(spec.get("reference", f"POS{p.counter}")), p.vars),
+        }
+        kind, label = "redeem", f"{payload['partner']} redeems token {payload['token']}"
+    p.counter += 1
+    mark = p.mark()
+    body, ts, sig = signed_request(PARTNER_SECRET, payload)
+    answer = await p.partners.handle(kind, body, ts, sig)
+    p.transcript.append(
+        f"({label}: {answer.status} {answer.body.get('status')}"
+        f"{' ' + str(answer.body.get('reason')) if 'reason' in answer.body else ''})"
+    )
+    expected_status = spec.get("status")
+    if expected_status is not None and int(expected_status) != answer.status:
+        raise ConvoFailure(
+            f"{where}: partner call answered {answer.status}",
+            p.transcript,
+            str(expected_status),
+            json.dumps(answer.body),
+        )
+    return p.collect(mark, chat)
+
+
+async def _photo_ref(p: Player, name: str, chat: str | None) -> str:
+    """A photo file next to the script (or a generated one) stored like a channel photo."""
+    if name.startswith(("rejected:", "media:")):
+        return name
+    path = Path(name) if Path(name).is_absolute() else p.base_dir / name
+    data = path.read_bytes()
+    return "media:" + await p.media.put(
+        data,
+        "image/png" if data[:4] == b"\x89PNG" else "image/jpeg",
+        channel="console",
+        chat_id=chat or p.chat_id,
+        now=p.clock.now(),
+    )
 
 
 def load_script(path: Path) -> dict[str, Any]:

@@ -18,13 +18,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bot import i18n
 from flows import commands as C
 from flows.core import (
-    Button,
     Choice,
     Contact,
     Ctx,
@@ -32,6 +31,7 @@ from flows.core import (
     Done,
     Event,
     FlowState,
+    Money,
     NewPinEntered,
     Outcome,
     Photo,
@@ -50,6 +50,7 @@ from storage.schema import (
     conversations,
     customers,
     inbox,
+    movements,
     outbox,
     processed_messages,
     support_requests,
@@ -57,11 +58,12 @@ from storage.schema import (
 from wallet import customers as cust
 from wallet.errors import WalletError
 from wallet.locks import xact_lock
-from wallet.masking import mask_phone
-from wallet.model import Status
+from wallet.masking import mask_name, mask_phone
+from wallet.model import CustomerParty, Kind, MoveMoney, Status
 from wallet.otp import IssuedOtp
 from wallet.security import pin_weakness
 from wallet.service import Wallet, pin_reset_in
+from wallet.topup import va_number
 
 log = logging.getLogger("kaspro.engine")
 
@@ -118,6 +120,7 @@ class _Outcome:
     otps: list[tuple[str, str, str]] = field(default_factory=list)
     duplicate: bool = False
     finished: list[str] = field(default_factory=list)  # flows that ended
+    other_chats: list[tuple[str, str]] = field(default_factory=list)  # notified chats
 
 
 class StateChanged(Exception):
@@ -141,6 +144,13 @@ class Engine:
         self.channels: dict[str, ChannelAdapter] = dict(channels or {})
         self.otp_sender = otp_sender
         self.metrics = metrics  # bot.metrics.Metrics, when served
+        money = wallet.settings.money
+        self.flow_config: dict[str, Any] = {
+            "transfer_fee": money.transfer_fee,
+            "bank_transfer_fee": money.bank_transfer_fee,
+            "cashout_fee": money.cashout_fee,
+            "cashout_denominations": tuple(money.cashout_denominations),
+        }
         self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
@@ -184,6 +194,8 @@ class Engine:
                     log.exception("OTP delivery failed", extra={"phone": mask_phone(phone)})
         if result.outbox:
             await self.flush(channel, chat_id, None if result.backlog else result.outbox)
+        for other_channel, other_chat in result.other_chats:
+            await self.flush(other_channel, other_chat)
 
     # ================================================================ secrets, outside the tx
     async def _secret_or_none(self, conv: _Conv, text: str) -> Event | None:
@@ -238,7 +250,9 @@ class Engine:
             return PinEntered("ok")
         if expects == "confirm_pin":
             pending = state.get("pending_pin_hash")
-            return PinConfirmEntered(matches=bool(pending) and await pins.verify(pending, pin))
+            if not pending:
+                return PinConfirmEntered(matches=False)
+            return PinConfirmEntered(matches=await pins.verify(str(pending), pin))
         # new_pin
         birth = state.get("birth_date")
         current_hash = None
@@ -297,6 +311,12 @@ class Engine:
         if self.clock.now() - _aware(conv.state_at) >= self.idle:
             return None
         return conv.state
+
+    async def notify_customer(self, customer_id: int, message: Say) -> None:
+        """Tell a customer something outside a conversation (a top-up arrived...)."""
+        chats = await self.db.write(notify_rows, customer_id, message, self.clock.now())
+        for channel, chat_id in chats:
+            await self.flush(channel, chat_id)
 
     async def set_language(self, channel: str, chat_id: str, language: str) -> None:
         """Choose the language of a conversation (``kaspro chat --lang``)."""
@@ -387,6 +407,7 @@ class _Run:
         self.replies: list[Reply] = []
         self.otps: list[tuple[str, str, str]] = []
         self.finished: list[str] = []
+        self.other_chats: set[tuple[str, str]] = set()  # told something: flush after commit
         self.state: FlowState | None = None
         raw = engine._live_state(conv)
         if conv.state is not None and raw is None:  # waited too long: the flow is gone
@@ -476,6 +497,7 @@ class _Run:
             chat_id=self.msg.chat_id,
             now=self.now,
             phone=phone,
+            config=self.engine.flow_config,
             profile_name=self.msg.profile_name,
             message_id=self.msg.message_id,
         )
@@ -579,6 +601,69 @@ class _Run:
                         .values(language=language, updated_at=now)
                     )
                 return language
+            case C.FindRecipient(phone):
+                found = cust.customer_by_phone(conn, phone)
+                if found is None or found.status not in (Status.ACTIVE, Status.LOCKED):
+                    return None
+                return {
+                    "customer_id": found.id,
+                    "phone": mask_phone(found.phone),
+                    "name": mask_name(found.first_name, found.last_name),
+                }
+            case C.RecentRecipients(customer_id):
+                return _recent_recipients(conn, customer_id)
+            case C.Transfer():
+                moved = wallet.ledger.move(
+                    conn,
+                    MoveMoney(
+                        key=cmd.key,
+                        kind=Kind.TRANSFER,
+                        source=CustomerParty(cmd.customer_id),
+                        destination=CustomerParty(cmd.recipient_id),
+                        amount=cmd.amount,
+                        fee=cmd.fee,
+                        actor=actor,
+                        description=cmd.note[:200],
+                    ),
+                )
+                if not moved.replayed:
+                    sender = cust.load_customer(conn, cmd.customer_id)
+                    self.notify(
+                        cmd.recipient_id,
+                        Say(
+                            "notify.received",
+                            {
+                                "amount": Money(cmd.amount),
+                                "ref": moved.ref,
+                                "name": mask_name(sender.first_name, sender.last_name),
+                                "note": cmd.note or "-",
+                            },
+                        ),
+                    )
+                return {"ref": moved.ref, "at": moved.created_at}
+            case C.GetTopupInfo(customer_id):
+                c = cust.load_customer(conn, customer_id)
+                money = wallet.settings.money
+                return {
+                    "banks": [{"name": b.name, "va": va_number(b, c.phone)} for b in money.banks],
+                    "minimarts": list(money.minimarts),
+                    "min_token": money.topup_token_min,
+                }
+            case C.IssueToken(purpose, customer_id, amount, key):
+                token = wallet.tokens.issue_in(
+                    conn,
+                    purpose=purpose,
+                    customer_id=customer_id,
+                    amount=amount,
+                    key=key,
+                    actor=actor,
+                )
+                return {
+                    "code": token.code,
+                    "amount": token.amount,
+                    "expires_at": token.expires_at,
+                    "ref": token.movement.ref if token.movement else None,
+                }
             case C.OpenSupportRequest(kind, note):
                 return conn.scalar(
                     support_requests.insert()
@@ -594,6 +679,29 @@ class _Run:
                     .returning(support_requests.c.id)
                 )
         raise TypeError(f"unknown command {cmd!r}")
+
+    def notify(self, customer_id: int, message: Say) -> None:
+        """Tell a customer something on every chat linked to them (in that chat's language)."""
+        chats = self.conn.execute(
+            select(
+                conversations.c.channel, conversations.c.chat_id, conversations.c.language
+            ).where(conversations.c.customer_id == customer_id)
+        ).all()
+        for channel, chat_id, language in chats:
+            if (channel, chat_id) == (self.conv.channel, self.conv.chat_id):
+                self.replies.append(message)
+                continue
+            self.conn.execute(
+                outbox.insert().values(
+                    channel=channel,
+                    chat_id=chat_id,
+                    payload=i18n.render(language, message),
+                    created_at=self.now,
+                    attempts=0,
+                    next_attempt_at=self.now,
+                )
+            )
+            self.other_chats.add((channel, chat_id))
 
     # ---------------------------------------------------------------- save
     def save(self) -> _Outcome:
@@ -654,7 +762,13 @@ class _Run:
                 outbox.insert().returning(outbox.c.id, sort_by_parameter_order=True), rows
             ).all()
             written = list(zip((int(i) for i in ids), payloads, strict=True))
-        return _Outcome(outbox=written, backlog=backlog, otps=self.otps, finished=self.finished)
+        return _Outcome(
+            outbox=written,
+            backlog=backlog,
+            otps=self.otps,
+            finished=self.finished,
+            other_chats=sorted(self.other_chats),
+        )
 
 
 # ==================================================================== helpers
@@ -796,6 +910,57 @@ def _stale_conversations(conn: Connection, cutoff: datetime) -> list[tuple[str, 
     return [(r[0], r[1]) for r in rows]
 
 
+def notify_rows(
+    conn: Connection,
+    customer_id: int,
+    message: Say,
+    now: datetime,
+    skip: tuple[str, str] | None = None,
+) -> list[tuple[str, str]]:
+    """Write ``message`` to the outbox of every chat linked to the customer (except
+    ``skip``, returned for the caller to reply there itself). Returns the chats."""
+    chats = conn.execute(
+        select(conversations.c.channel, conversations.c.chat_id, conversations.c.language).where(
+            conversations.c.customer_id == customer_id
+        )
+    ).all()
+    found: list[tuple[str, str]] = []
+    for channel, chat_id, language in chats:
+        found.append((channel, chat_id))
+        if (channel, chat_id) == skip:
+            continue
+        conn.execute(
+            outbox.insert().values(
+                channel=channel,
+                chat_id=chat_id,
+                payload=i18n.render(language, message),
+                created_at=now,
+                attempts=0,
+                next_attempt_at=now,
+            )
+        )
+    return found
+
+
+def _recent_recipients(conn: Connection, customer_id: int) -> list[dict[str, str]]:
+    rows = conn.execute(
+        select(
+            customers.c.phone,
+            customers.c.first_name,
+            customers.c.last_name,
+            func.max(movements.c.id).label("last"),
+        )
+        .select_from(movements.join(customers, customers.c.id == movements.c.credit_customer_id))
+        .where(
+            movements.c.debit_customer_id == customer_id, movements.c.kind == Kind.TRANSFER.value
+        )
+        .group_by(customers.c.phone, customers.c.first_name, customers.c.last_name)
+        .order_by(func.max(movements.c.id).desc())
+        .limit(3)
+    ).all()
+    return [{"phone": r.phone, "name": mask_name(r.first_name, r.last_name)} for r in rows]
+
+
 def _movement_view(m: Any, customer_id: int) -> dict[str, Any]:
     incoming = m.credit_customer_id == customer_id
     return {
@@ -825,4 +990,3 @@ def _as_date(value: Any) -> Any:
 
 
 Deliver = Callable[[str, Mapping[str, Any]], Awaitable[None]]
-_ = (Button, Status)

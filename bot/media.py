@@ -24,6 +24,19 @@ class StoredMedia:
     data: bytes
 
 
+def sniff_image_type(data: bytes) -> str:
+    """The image type from the file's first bytes (what the sender claims is not trusted)."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "image/jpeg"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "image/png"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    return "application/octet-stream"
+
+
 class MediaStore:
     def __init__(self, db: Database, key: bytes) -> None:
         self.db = db

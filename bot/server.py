@@ -37,8 +37,9 @@ from bot.channels.twilio import (
     parse_form,
 )
 from bot.engine import ChannelAdapter, Engine, Inbound, OtpSender
-from bot.media import IMAGE_TYPES, MediaStore
+from bot.media import IMAGE_TYPES, MediaStore, sniff_image_type
 from bot.metrics import Metrics
+from bot.partners import Partners
 from bot.ratelimit import RateLimiter
 from storage.db import Database
 from storage.schema import conversations, inbox
@@ -129,6 +130,7 @@ class Service:
             otp_sender=otp_sender,
             metrics=self.metrics,
         )
+        self.partners = Partners(wallet, self.engine)
         self._draining: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._again: set[tuple[str, str]] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -245,7 +247,7 @@ class Service:
         data = bytes(await tg_file.download_as_bytearray())
         if len(data) > limit:
             raise MediaRejected("too_big")
-        return data, _sniff(data)
+        return data, sniff_image_type(data)
 
     async def _twilio_media(self, extra: dict[str, Any], limit: int) -> tuple[bytes, str]:
         assert self.http is not None
@@ -262,7 +264,7 @@ class Service:
                 data += chunk
                 if len(data) > limit:
                     raise MediaRejected("too_big")
-        return bytes(data), _sniff(bytes(data))
+        return bytes(data), sniff_image_type(bytes(data))
 
     async def whatsapp_window_open(self, chat_id: str) -> bool:
         last = await self.db.read(_last_inbound, WHATSAPP, chat_id)
@@ -281,6 +283,7 @@ class Service:
             try:
                 await self.engine.sweep_idle()
                 await self.engine.deliver_due()
+                await self.partners.expire_tokens()
                 await self.wallet.expire_holds()
                 await self.resume()
                 self.metrics.inbox_backlog.set(await self.db.read(_inbox_count))
@@ -332,6 +335,8 @@ def make_app(service: Service) -> web.Application:
     app[SERVICE] = service
     app.router.add_post("/webhooks/telegram", telegram_webhook)
     app.router.add_post("/webhooks/twilio", twilio_webhook)
+    app.router.add_post("/callbacks/va", partner_callback("va"))
+    app.router.add_post("/partner/tokens/redeem", partner_callback("redeem"))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/media/{media_id}", media_file)
@@ -382,6 +387,21 @@ async def twilio_webhook(request: web.Request) -> web.Response:
     extra = {"url": parsed.media_url, "type": parsed.media_type} if parsed.media_url else None
     await service.accept(parsed.inbound, extra)
     return web.Response(text=EMPTY_TWIML, content_type="text/xml")
+
+
+def partner_callback(kind: str) -> Any:
+    async def handler(request: web.Request) -> web.Response:
+        service: Service = request.app[SERVICE]
+        body = await request.read()
+        answer = await service.partners.handle(
+            kind,
+            body,
+            request.headers.get("X-Kaspro-Timestamp", ""),
+            request.headers.get("X-Kaspro-Signature", ""),
+        )
+        return web.json_response(answer.body, status=answer.status)
+
+    return handler
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -471,18 +491,6 @@ def _with_photo(inbound: Inbound, ref: str) -> Inbound:
     from dataclasses import replace
 
     return replace(inbound, photo_ref=ref)
-
-
-def _sniff(data: bytes) -> str:
-    if data[:3] == b"\xff\xd8\xff":
-        return "image/jpeg"
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return "image/png"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    return "application/octet-stream"
 
 
 async def serve(settings: Settings, host: str, port: int, telegram_polling: bool) -> None:

@@ -99,3 +99,47 @@ class SetLanguage:
 class OpenSupportRequest:
     kind: str  # lost_phone | unregister | agent
     note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FindRecipient:
+    """value: {"customer_id", "name" (masked), "phone" (masked)} or None."""
+
+    phone: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecentRecipients:
+    """value: list of {"phone", "name"} the customer sent money to lately."""
+
+    customer_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """Wallet to wallet, posted at once; the recipient is told on their own chats.
+    value: receipt dict; errors: insufficient_funds, tier_not_allowed, ..."""
+
+    customer_id: int
+    recipient_id: int
+    amount: int
+    fee: int
+    note: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class GetTopupInfo:
+    """value: {"banks": [{"name", "va"}], "minimarts": [...], "min_token": int}."""
+
+    customer_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class IssueToken:
+    """A minimart token. value: {"code", "amount", "fee", "expires_at", "ref"}."""
+
+    purpose: str  # topup | cashout
+    customer_id: int
+    amount: int
+    key: str

@@ -198,6 +198,8 @@ class Ctx:
     phone: str | None = None  # the linked customer's phone
     profile_name: str | None = None
     message_id: str = ""
+    # product settings a flow shows (fees, cash-out amounts), from config
+    config: Mapping[str, Any] = field(default_factory=dict)
 
 
 def say(key: str, buttons: tuple[Button, ...] = (), **params: Any) -> Say:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flows import account, info
+from flows import account, info, money
 from flows.core import Button, Ctx, Event, FlowState, Step
 
 
@@ -32,12 +32,18 @@ FLOWS: dict[str, FlowSpec] = {
         FlowSpec("lost_phone", info.RequestState, info.lost_phone),
         FlowSpec("unregister", info.RequestState, info.unregister),
         FlowSpec("waiting_agent", info.AgentState, info.talk_to_agent),
+        FlowSpec("topup", money.TopupState, money.topup),
+        FlowSpec("transfer", money.TransferState, money.transfer),
+        FlowSpec("cashout", money.CashoutState, money.cashout),
     )
 }
 
 GUEST_MENU = ("register", "login", "reset_pin", "faq", "language", "waiting_agent")
 CUSTOMER_MENU = (
     "balance",
+    "topup",
+    "transfer",
+    "cashout",
     "history",
     "profile",
     "change_pin",

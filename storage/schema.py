@@ -172,6 +172,7 @@ __all__ = [
     "outbox",
     "processed_messages",
     "support_requests",
+    "tokens",
 ]
 
 # ---------------------------------------------------------------- conversations
@@ -263,3 +264,25 @@ support_requests = Table(
     Column("created_at", Ts, nullable=False),
     Column("closed_at", Ts, nullable=True),
 )
+
+# ---------------------------------------------------------------- money tokens
+# 6-digit single-use tokens: minimart top-ups (amount fixed) and cash-outs (funds held).
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("purpose", String(10), nullable=False),  # topup | cashout
+    # HMAC of the code (keyed with the server secret): looked up, never stored in clear
+    Column("code_hash", String(64), nullable=False),
+    Column("customer_id", Id, ForeignKey("customers.id"), nullable=False, index=True),
+    Column("amount", BigInteger, nullable=False),
+    Column("movement_id", Id, ForeignKey("movements.id"), nullable=True),  # cash-out hold
+    Column("state", String(10), nullable=False),  # active | redeemed | expired
+    Column("expires_at", Ts, nullable=False),
+    Column("created_at", Ts, nullable=False),
+    Column("redeemed_at", Ts, nullable=True),
+    Column("partner", String(40), nullable=True),
+    Column("partner_ref", String(80), nullable=True),
+    Column("idempotency_key", String(200), nullable=False, unique=True),
+)
+Index("ix_tokens_active", tokens.c.code_hash, tokens.c.state)

@@ -80,6 +80,32 @@ class TwilioSettings(BaseModel):
     otp_channels: list[str] = ["whatsapp", "sms"]
 
 
+class BankSettings(BaseModel):
+    code: str  # e.g. "014"
+    name: str  # e.g. "BCA"
+    va_prefix: str  # virtual account number = prefix + the phone's national digits
+
+
+class MoneySettings(BaseModel):
+    banks: list[BankSettings] = [
+        BankSettings(code="002", name="BRI", va_prefix="88810"),
+        BankSettings(code="008", name="Mandiri", va_prefix="89508"),
+        BankSettings(code="009", name="BNI", va_prefix="8808"),
+        BankSettings(code="014", name="BCA", va_prefix="39358"),
+        BankSettings(code="451", name="BSI", va_prefix="9347"),
+    ]
+    minimarts: list[str] = ["indomaret", "alfamart"]
+    topup_token_minutes: int = 60
+    topup_token_min: int = 10_000
+    cashout_token_minutes: int = 60
+    cashout_denominations: list[int] = [100_000, 200_000, 300_000, 500_000, 1_000_000]
+    cashout_fee: int = 0
+    transfer_fee: int = 0
+    bank_transfer_fee: int = 6_500
+    # Partner callbacks: HMAC-SHA256 over "<timestamp>.<body>", accepted this long.
+    partner_window_seconds: int = 300
+
+
 class Settings(BaseSettings):
     """Every setting of the service. Secrets are environment-only (never in YAML)."""
 
@@ -97,6 +123,7 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     telegram: TelegramSettings = TelegramSettings()
     twilio: TwilioSettings = TwilioSettings()
+    money: MoneySettings = MoneySettings()
     db: DbSettings = DbSettings()
     limits: LimitSettings = LimitSettings()
     ledger: LedgerSettings = LedgerSettings()

@@ -190,3 +190,28 @@ class OtpRateLimited(OtpError):
     def __init__(self, retry_at: datetime) -> None:
         super().__init__(f"daily OTP requests used up; retry at {retry_at.isoformat()}")
         self.retry_at = retry_at
+
+
+class TokenError(WalletError):
+    pass
+
+
+class TokenInvalid(TokenError):
+    code = "token_invalid"
+
+
+class TokenExpired(TokenError):
+    code = "token_expired"
+
+
+class TokenAlreadyRedeemed(TokenError):
+    code = "token_redeemed"
+
+
+class TokenAmountMismatch(TokenError):
+    code = "token_amount_mismatch"
+
+    def __init__(self, expected: int, given: int) -> None:
+        super().__init__(f"token is for {expected}, not {given}")
+        self.expected = expected
+        self.given = given

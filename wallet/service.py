@@ -45,6 +45,7 @@ from wallet.model import (
 from wallet.otp import OtpService
 from wallet.phone import normalize_phone
 from wallet.security import PinHasher, check_new_pin
+from wallet.tokens import TokenService
 
 log = logging.getLogger("kaspro.wallet")
 P = ParamSpec("P")
@@ -103,6 +104,7 @@ class Wallet:
         self.ledger = Ledger(settings, self.clock, self.system)
         self.pins = PinHasher(settings.security)
         self.otp = OtpService(db, settings.security, self.clock, secret_key)
+        self.tokens = TokenService(settings, self.clock, self.ledger, secret_key)
 
     async def run(
         self, work: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs

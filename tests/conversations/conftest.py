@@ -55,7 +55,7 @@ class ConversationItem(pytest.Item):
             tmp = Path(tempfile.mkdtemp(prefix="kaspro-convo-"))
             url = await fresh_database_url(self.backend, tmp, await _sqlite_template())
             overrides = self.script.get("settings") or {}
-            await run_script(self.script, test_settings(url, **overrides))
+            await run_script(self.script, test_settings(url, **overrides), self.path.parent)
 
         asyncio.run(play())
 

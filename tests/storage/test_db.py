@@ -24,7 +24,7 @@ def _schema_diff(conn: Connection) -> list[object]:
 
 
 async def test_migrations_build_exactly_the_declared_schema(env: Env) -> None:
-    assert await env.db.read(current_revision) == "0003"
+    assert await env.db.read(current_revision) == "0004"
     assert await env.db.read(_schema_diff) == []
 
 
