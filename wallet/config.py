@@ -17,6 +17,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from wallet.billers import DEFAULT_PRODUCTS, Product
+
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.yaml"
 
 
@@ -106,6 +108,15 @@ class MoneySettings(BaseModel):
     partner_window_seconds: int = 300
 
 
+class BillsSettings(BaseModel):
+    # Which biller: "sandbox" (deterministic, the default) or "digiflazz" (HTTP aggregator;
+    # KASPRO_BILLER_USERNAME / KASPRO_BILLER_API_KEY / KASPRO_BILLER_URL from the env).
+    provider: str = "sandbox"
+    # A pending payment older than this is settled by asking the biller (reconciliation).
+    reconcile_after_seconds: int = 60
+    products: list[Product] = [Product.model_validate(p) for p in DEFAULT_PRODUCTS]
+
+
 class Settings(BaseSettings):
     """Every setting of the service. Secrets are environment-only (never in YAML)."""
 
@@ -124,6 +135,7 @@ class Settings(BaseSettings):
     telegram: TelegramSettings = TelegramSettings()
     twilio: TwilioSettings = TwilioSettings()
     money: MoneySettings = MoneySettings()
+    bills: BillsSettings = BillsSettings()
     db: DbSettings = DbSettings()
     limits: LimitSettings = LimitSettings()
     ledger: LedgerSettings = LedgerSettings()
@@ -141,6 +153,10 @@ class Settings(BaseSettings):
     twilio_sms_from: str | None = None
     twilio_api_url: str = "https://api.twilio.com"
     partner_secret: SecretStr | None = None
+    biller_url: str = "https://api.digiflazz.com"
+    biller_username: str | None = None
+    biller_api_key: SecretStr | None = None
+    biller_webhook_secret: SecretStr | None = None
     smtp_url: SecretStr | None = None
 
     @classmethod
@@ -169,6 +185,10 @@ SECRET_FIELDS = frozenset(
         "twilio_sms_from",
         "twilio_api_url",
         "partner_secret",
+        "biller_url",
+        "biller_username",
+        "biller_api_key",
+        "biller_webhook_secret",
         "smtp_url",
     }
 )
