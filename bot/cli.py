@@ -37,6 +37,10 @@ def _parser() -> argparse.ArgumentParser:
     telegram_sub = telegram.add_subparsers(dest="telegram_command", required=True)
     telegram_sub.add_parser("set-webhook", help="point Telegram at KASPRO_PUBLIC_URL")
 
+    sub.add_parser(
+        "reconcile", help="settle stale bill holds by asking the biller; expire tokens and holds"
+    )
+
     convo = sub.add_parser("convo", help="scripted conversations")
     convo_sub = convo.add_subparsers(dest="convo_command", required=True)
     convo_run = convo_sub.add_parser("run", help="play conversation scripts (YAML)")
@@ -73,6 +77,23 @@ async def _expire_holds(settings: Settings) -> int:
     finally:
         await db.dispose()
     print(f"voided {voided} expired hold(s)")
+    return 0
+
+
+async def _reconcile(settings: Settings) -> int:
+    from bot.server import Service
+
+    db = Database.from_url(settings.database_url, pool_size=2)
+    try:
+        from wallet.service import Wallet
+
+        service = Service(settings, db, Wallet(db, settings))
+        bills = await service.billing.reconcile()
+        tokens = await service.partners.expire_tokens()
+        holds = await service.wallet.expire_holds()
+    finally:
+        await db.dispose()
+    print(f"settled {bills} bill payment(s); expired {tokens} token(s); voided {holds} hold(s)")
     return 0
 
 
@@ -161,6 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "telegram":
         return asyncio.run(_set_webhook(settings))
+    if args.command == "reconcile":
+        return asyncio.run(_reconcile(settings))
     if args.command == "convo":
         return asyncio.run(_convo_run(settings, args.files, quiet=args.quiet))
     if args.command == "ledger" and args.ledger_command == "check":

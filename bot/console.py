@@ -21,6 +21,7 @@ from typing import Any, TextIO
 from sqlalchemy import Connection, select
 from sqlalchemy.engine import make_url
 
+from bot.billing import Billing
 from bot.engine import Engine, Inbound
 from bot.media import IMAGE_TYPES, MediaStore, sniff_image_type
 from bot.partners import Partners, signed_request
@@ -45,6 +46,9 @@ class ConsoleChannel:
         if payload.get("type") == "delete":
             self.out.write("      (your PIN message was removed from the chat)\n")
             return
+        if payload.get("type") == "receipt":
+            path = await asyncio.to_thread(_save_receipt, payload)
+            self.out.write(f"bot > [receipt image: {path}]\n")
         for line in str(payload.get("text", "")).splitlines() or [""]:
             self.out.write(f"bot > {line}\n")
         for n, button in enumerate(payload.get("buttons") or [], start=1):
@@ -92,7 +96,7 @@ async def chat(
     if lang:
         await engine.set_language(CHANNEL, user, lang)
     session = uuid.uuid4().hex[:8]
-    sweeper = asyncio.create_task(_sweep(engine))
+    sweeper = asyncio.create_task(_sweep(engine, partners, Billing(wallet, engine)))
     stdout.write(
         "KasPro chat — type anything to start, /quit to leave. "
         "/sandbox plays the bank or the minimart.\n"
@@ -129,6 +133,18 @@ async def chat(
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper
         await db.dispose()
+
+
+def _save_receipt(payload: Mapping[str, Any]) -> str:
+    from bot.engine import receipt_from
+    from bot.receipts import render_receipt
+
+    receipt = receipt_from(payload["receipt"])
+    folder = Path("receipts")
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{receipt.reference}.png"
+    path.write_bytes(render_receipt(receipt, str(payload.get("language", "id"))))
+    return str(path)
 
 
 def _dev_secret(settings: Settings) -> bytes | None:
@@ -230,7 +246,10 @@ def _inbound(line: str, user: str, message_id: str) -> Inbound | None:
     return Inbound(CHANNEL, user, message_id, text=line)
 
 
-async def _sweep(engine: Engine) -> None:
+async def _sweep(engine: Engine, partners: Partners, billing: Billing) -> None:
     while True:
         await asyncio.sleep(15)
         await engine.sweep_idle()
+        await partners.expire_tokens()
+        await billing.reconcile()
+        await engine.wallet.expire_holds()

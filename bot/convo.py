@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from bot.billing import Billing
 from bot.engine import Engine, Inbound
 from bot.media import MediaStore
 from bot.partners import Partners, signed_request
@@ -120,6 +121,8 @@ class Player:
 def _show(payload: Mapping[str, Any]) -> str:
     if payload.get("type") == "delete":
         return "bot: (deletes the customer's message)"
+    if payload.get("type") == "receipt":
+        return "bot: [receipt image] " + str(payload.get("text", "")).replace("\n", " | ")
     out = "bot: " + str(payload.get("text", "")).replace("\n", "\n     ")
     for n, b in enumerate(payload.get("buttons") or [], start=1):
         out += f"\n     [{n}] {b['label']}"
@@ -206,6 +209,7 @@ async def _play(p: Player, step: Mapping[str, Any], number: int) -> None:
         mark, offered = p.mark(), p.last_replies
         await p.engine.sweep_idle()
         await p.partners.expire_tokens()
+        await Billing(p.wallet, p.engine).reconcile()
         await p.wallet.expire_holds()
         replies = p.collect(mark, chat)
         if not replies:  # nothing new: the buttons offered before are still there
@@ -286,6 +290,9 @@ def _check_replies(p: Player, expected: Any, replies: list[dict[str, Any]], wher
 def _matches(reply: Mapping[str, Any], spec: Mapping[str, Any]) -> bool:
     if spec.get("deleted"):
         return reply.get("type") == "delete"
+    if spec.get("receipt"):
+        text = str(reply.get("text", ""))
+        return reply.get("type") == "receipt" and str(spec.get("contains", "")) in text
     if reply.get("type") != "text":
         return False
     text = str(reply.get("text", ""))

@@ -39,6 +39,7 @@ from flows.core import (
     PinEntered,
     Reply,
     Say,
+    SendReceipt,
     Start,
     Step,
     Text,
@@ -56,10 +57,11 @@ from storage.schema import (
     support_requests,
 )
 from wallet import customers as cust
-from wallet.errors import WalletError
+from wallet.billers import Biller, BillerError, SandboxBiller, bill_product, record_serial
+from wallet.errors import InvalidTransition, WalletError
 from wallet.locks import xact_lock
 from wallet.masking import mask_name, mask_phone
-from wallet.model import CustomerParty, Kind, MoveMoney, Status
+from wallet.model import CustomerParty, Kind, MoveMoney, Status, SystemKind, SystemParty
 from wallet.otp import IssuedOtp
 from wallet.security import pin_weakness
 from wallet.service import Wallet, pin_reset_in
@@ -67,6 +69,7 @@ from wallet.topup import va_number
 
 log = logging.getLogger("kaspro.engine")
 
+BILLER_SETTLEMENT = SystemParty(SystemKind.BILLER_SETTLEMENT)
 MAX_STEPS = 20  # a flow asking for commands in a loop is a bug; stop it
 SECRET_EXPECTS = ("pin", "new_pin", "confirm_pin")
 
@@ -121,6 +124,8 @@ class _Outcome:
     duplicate: bool = False
     finished: list[str] = field(default_factory=list)  # flows that ended
     other_chats: list[tuple[str, str]] = field(default_factory=list)  # notified chats
+    external: tuple[str, Any] | None = None  # (flow, command) to run after the commit
+    state_json: Any = None  # the state saved, for the external's answer to check
 
 
 class StateChanged(Exception):
@@ -136,6 +141,7 @@ class Engine:
         channels: Mapping[str, ChannelAdapter] | None = None,
         otp_sender: OtpSender | None = None,
         metrics: Any = None,
+        biller: Biller | None = None,
     ) -> None:
         self.wallet = wallet
         self.db: Database = wallet.db
@@ -144,6 +150,7 @@ class Engine:
         self.channels: dict[str, ChannelAdapter] = dict(channels or {})
         self.otp_sender = otp_sender
         self.metrics = metrics  # bot.metrics.Metrics, when served
+        self.biller: Biller = biller or SandboxBiller()
         money = wallet.settings.money
         self.flow_config: dict[str, Any] = {
             "transfer_fee": money.transfer_fee,
@@ -179,6 +186,72 @@ class Engine:
             else:  # pragma: no cover - three concurrent workers on one chat in a row
                 raise RuntimeError("conversation kept changing")
             await self._after_commit(result, msg.channel, msg.chat_id)
+            await self._continue(result, msg.channel, msg.chat_id)
+
+    async def _continue(self, result: _Outcome, channel: str, chat_id: str) -> None:
+        """Run what a flow asked of the outside world (a biller...) after the commit, then
+        feed the answer back to the flow in a new transaction."""
+        while result.external is not None:
+            flow, command = result.external
+            outcome = await self._run_external(command)
+            result = await self.wallet.run(
+                self._resume, channel, chat_id, flow, outcome, result.state_json
+            )
+            await self._after_commit(result, channel, chat_id)
+
+    async def _run_external(self, cmd: Any) -> Outcome:
+        products = self.wallet.settings.bills.products
+        try:
+            match cmd:
+                case C.BillInquiry(code, customer_no):
+                    product = bill_product(products, code)
+                    bill = await self.biller.inquiry(product, customer_no)
+                    return Outcome(
+                        True,
+                        {
+                            "name": bill.name,
+                            "amount": bill.amount,
+                            "admin_fee": bill.admin_fee,
+                            "period": bill.period,
+                            "product_name": product.name,
+                        },
+                    )
+                case C.CallBiller(ref, code, customer_no, amount):
+                    product = bill_product(products, code)
+                    try:
+                        paid = await self.biller.pay(ref, product, customer_no, amount)
+                    except BillerError:
+                        raise
+                    except Exception:  # the answer is unknown: reconciliation will ask
+                        log.exception("biller call failed", extra={"ref": ref})
+                        return Outcome(True, {"status": "pending", "serial": None})
+                    return Outcome(
+                        True,
+                        {"status": paid.status, "serial": paid.serial, "message": paid.message},
+                    )
+        except BillerError as err:
+            return Outcome(False, error=err.code, detail={"reason": err.reason})
+        except Exception:
+            log.exception("external call failed")
+            return Outcome(False, error="biller_error", detail={"reason": "unavailable"})
+        raise TypeError(f"unknown external command {cmd!r}")
+
+    def _resume(
+        self,
+        conn: Connection,
+        channel: str,
+        chat_id: str,
+        flow: str,
+        outcome: Outcome,
+        expected: Any,
+    ) -> _Outcome:
+        xact_lock(conn, f"conv:{channel}:{chat_id}")
+        conv = self._load(conn, channel, chat_id)
+        if conv.state != expected:  # cancelled or timed out meanwhile: the answer is moot
+            return _Outcome()
+        run = _Run(self, conn, conv, Inbound(channel, chat_id, "", None))
+        run._step(flow, Done((outcome,)))
+        return run.save()
 
     async def _after_commit(self, result: _Outcome, channel: str, chat_id: str) -> None:
         if self.metrics is not None:
@@ -408,6 +481,7 @@ class _Run:
         self.otps: list[tuple[str, str, str]] = []
         self.finished: list[str] = []
         self.other_chats: set[tuple[str, str]] = set()  # told something: flush after commit
+        self.external: tuple[str, Any] | None = None
         self.state: FlowState | None = None
         raw = engine._live_state(conv)
         if conv.state is not None and raw is None:  # waited too long: the flow is gone
@@ -474,6 +548,11 @@ class _Run:
             if not result.commands:
                 if self.state is None and result.then_menu:
                     self._menu()
+                return
+            if any(getattr(c, "external", False) for c in result.commands):
+                if len(result.commands) != 1 or self.state is None:
+                    raise RuntimeError(f"flow {flow}: an external command must come alone")
+                self.external = (flow, result.commands[0])  # run after the commit
                 return
             event = Done(tuple(self._execute(c) for c in result.commands))
         raise RuntimeError(f"flow {flow} did not settle")
@@ -664,6 +743,37 @@ class _Run:
                     "expires_at": token.expires_at,
                     "ref": token.movement.ref if token.movement else None,
                 }
+            case C.ListProducts(category, operator):
+                return [
+                    {
+                        "code": p.code,
+                        "name": p.name,
+                        "price": 0 if p.postpaid else p.price + p.admin_fee,
+                        "admin_fee": p.admin_fee,
+                        "postpaid": p.postpaid,
+                    }
+                    for p in wallet.settings.bills.products
+                    if p.category == category and (not operator or p.operator == operator)
+                ]
+            case C.HoldBill():
+                held = wallet.ledger.move(
+                    conn,
+                    MoveMoney(
+                        key=cmd.key,
+                        kind=Kind.BILL,
+                        source=CustomerParty(cmd.customer_id),
+                        destination=BILLER_SETTLEMENT,
+                        amount=cmd.amount,
+                        fee=cmd.admin_fee,
+                        hold=True,
+                        actor=actor,
+                        description=cmd.description[:200],
+                        meta={"product": cmd.product, "customer_no": cmd.customer_no},
+                    ),
+                )
+                return {"movement_id": held.id, "ref": held.ref}
+            case C.SettleBill(movement_id, status, serial):
+                return self._settle_bill(movement_id, status, serial, actor)
             case C.OpenSupportRequest(kind, note):
                 return conn.scalar(
                     support_requests.insert()
@@ -679,6 +789,26 @@ class _Run:
                     .returning(support_requests.c.id)
                 )
         raise TypeError(f"unknown command {cmd!r}")
+
+    def _settle_bill(
+        self, movement_id: int, status: str, serial: str | None, actor: str
+    ) -> dict[str, Any]:
+        ledger = self.engine.wallet.ledger
+        if status in ("success", "failed"):
+            try:
+                ledger.settle(
+                    self.conn, movement_id, post=status == "success", actor=f"biller:{actor}"
+                )
+            except InvalidTransition:
+                pass  # the biller's callback or reconciliation settled it first
+            record_serial(self.conn, movement_id, serial, status)
+        m = ledger.get(self.conn, movement_id)
+        return {
+            "state": m.state.value,
+            "ref": m.ref,
+            "at": m.created_at,
+            "receipt": bill_receipt(m, serial),
+        }
 
     def notify(self, customer_id: int, message: Say) -> None:
         """Tell a customer something on every chat linked to them (in that chat's language)."""
@@ -713,6 +843,9 @@ class _Run:
                 target = self.msg.platform_message_id or self.msg.message_id
                 if target:
                     payloads.append({"type": "delete", "message_id": target})
+                continue
+            if isinstance(reply, SendReceipt):
+                payloads.append(receipt_payload(dict(reply.receipt), conv.language))
                 continue
             payload = i18n.render(conv.language, reply)
             if payload.get("buttons"):
@@ -768,6 +901,8 @@ class _Run:
             otps=self.otps,
             finished=self.finished,
             other_chats=sorted(self.other_chats),
+            external=self.external,
+            state_json=state_json,
         )
 
 
@@ -908,6 +1043,51 @@ def _stale_conversations(conn: Connection, cutoff: datetime) -> list[tuple[str, 
         .limit(500)
     )
     return [(r[0], r[1]) for r in rows]
+
+
+def bill_receipt(m: Any, serial: str | None) -> dict[str, Any]:
+    meta = dict(m.meta or {})
+    lines = [["customer_id", str(meta.get("customer_no", ""))]]
+    if serial:
+        lines.append(["token" if "-" in serial else "serial", serial])
+    return {
+        "kind": "bill",
+        "amount": m.amount,
+        "fee": m.fee,
+        "reference": m.ref,
+        "created_at": m.created_at.isoformat(),
+        "status": m.state.value,
+        "to_party": m.description,
+        "lines": lines,
+    }
+
+
+def receipt_payload(receipt: dict[str, Any], language: str) -> dict[str, Any]:
+    """A receipt as an outbox payload: the adapters render the image at delivery."""
+    from bot.receipts import receipt_text
+
+    return {
+        "type": "receipt",
+        "receipt": receipt,
+        "language": language,
+        "text": receipt_text(receipt_from(receipt), language),
+    }
+
+
+def receipt_from(data: Mapping[str, Any]) -> Any:
+    from bot.receipts import Receipt
+
+    return Receipt(
+        kind=str(data["kind"]),
+        amount=int(data["amount"]),
+        reference=str(data["reference"]),
+        created_at=datetime.fromisoformat(str(data["created_at"])),
+        status=str(data.get("status", "posted")),
+        fee=int(data.get("fee", 0)),
+        from_party=data.get("from_party"),
+        to_party=data.get("to_party"),
+        lines=tuple((str(a), str(b)) for a, b in data.get("lines") or ()),
+    )
 
 
 def notify_rows(

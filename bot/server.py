@@ -15,7 +15,7 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import asdict
 from typing import Any
 
@@ -26,6 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from telegram import Bot, Update
 from telegram.error import TelegramError
 
+from bot.billing import Billing
 from bot.channels.telegram import TelegramChannel, make_bot, parse_update
 from bot.channels.twilio import (
     SMS,
@@ -40,9 +41,11 @@ from bot.engine import ChannelAdapter, Engine, Inbound, OtpSender
 from bot.media import IMAGE_TYPES, MediaStore, sniff_image_type
 from bot.metrics import Metrics
 from bot.partners import Partners
+from bot.providers.digiflazz import DigiflazzBiller, result_of, webhook_valid
 from bot.ratelimit import RateLimiter
 from storage.db import Database
 from storage.schema import conversations, inbox
+from wallet.billers import Biller, SandboxBiller
 from wallet.config import Settings
 from wallet.service import Wallet
 
@@ -129,8 +132,10 @@ class Service:
             channels=channels,
             otp_sender=otp_sender,
             metrics=self.metrics,
+            biller=make_biller(settings),
         )
         self.partners = Partners(wallet, self.engine)
+        self.billing = Billing(wallet, self.engine)
         self._draining: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._again: set[tuple[str, str]] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -266,6 +271,20 @@ class Service:
                     raise MediaRejected("too_big")
         return bytes(data), sniff_image_type(bytes(data))
 
+    async def publish_receipt(self, payload: Mapping[str, Any]) -> str:
+        """Render a receipt, keep it, and return a signed, expiring link to it."""
+        from bot.engine import receipt_from
+        from bot.receipts import render_receipt
+
+        png = await asyncio.to_thread(
+            render_receipt, receipt_from(payload["receipt"]), str(payload.get("language", "id"))
+        )
+        media_id = await self.media.put(
+            png, "image/png", channel="receipt", chat_id="", now=self.wallet.clock.now()
+        )
+        ttl = self.settings.server.media_link_ttl_minutes * 60
+        return self.media.sign(media_id, ttl)
+
     async def whatsapp_window_open(self, chat_id: str) -> bool:
         last = await self.db.read(_last_inbound, WHATSAPP, chat_id)
         if last is None:
@@ -284,6 +303,7 @@ class Service:
                 await self.engine.sweep_idle()
                 await self.engine.deliver_due()
                 await self.partners.expire_tokens()
+                await self.billing.reconcile()
                 await self.wallet.expire_holds()
                 await self.resume()
                 self.metrics.inbox_backlog.set(await self.db.read(_inbox_count))
@@ -337,6 +357,7 @@ def make_app(service: Service) -> web.Application:
     app.router.add_post("/webhooks/twilio", twilio_webhook)
     app.router.add_post("/callbacks/va", partner_callback("va"))
     app.router.add_post("/partner/tokens/redeem", partner_callback("redeem"))
+    app.router.add_post("/callbacks/biller", biller_callback)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/media/{media_id}", media_file)
@@ -402,6 +423,41 @@ def partner_callback(kind: str) -> Any:
         return web.json_response(answer.body, status=answer.status)
 
     return handler
+
+
+async def biller_callback(request: web.Request) -> web.Response:
+    """The aggregator's webhook: a payment's final status, signed with HMAC-SHA1."""
+    service: Service = request.app[SERVICE]
+    secret = service.settings.biller_webhook_secret
+    if secret is None:
+        raise web.HTTPNotFound()
+    body = await request.read()
+    if not webhook_valid(
+        secret.get_secret_value().encode(), body, request.headers.get("X-Hub-Signature", "")
+    ):
+        return web.json_response({"status": "rejected", "reason": "bad_signature"}, status=401)
+    try:
+        data = json.loads(body)["data"]
+        ref = str(data["ref_id"])
+    except (ValueError, KeyError, TypeError):
+        return web.json_response({"status": "rejected", "reason": "malformed"}, status=400)
+    moved = await service.billing.settle(ref, result_of(data), actor="biller:callback")
+    state = moved.state.value if moved is not None else "unknown"
+    return web.json_response({"status": "ok", "state": state})
+
+
+def make_biller(settings: Settings) -> Biller:
+    if settings.bills.provider == "digiflazz":
+        key = settings.biller_api_key
+        if settings.biller_username and key is not None:
+            return DigiflazzBiller(
+                settings.biller_url, settings.biller_username, key.get_secret_value()
+            )
+        log.warning(
+            "bills.provider is digiflazz but KASPRO_BILLER_USERNAME/API_KEY are not "
+            "set: using the sandbox biller"
+        )
+    return SandboxBiller()
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -143,3 +143,56 @@ class IssueToken:
     customer_id: int
     amount: int
     key: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListProducts:
+    """value: [{"code", "name", "price", "admin_fee", "postpaid"}] for a category."""
+
+    category: str
+    operator: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BillInquiry:
+    """External (the biller, outside the transaction). value: {"name", "amount",
+    "admin_fee", "period", "total"}; error: biller_error (detail reason: not_found…)."""
+
+    product: str
+    customer_no: str
+    external: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class HoldBill:
+    """Hold amount + admin fee for a bill. value: {"movement_id", "ref"}."""
+
+    customer_id: int
+    product: str
+    customer_no: str
+    amount: int
+    admin_fee: int
+    key: str
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallBiller:
+    """External: pay the biller with our reference as its idempotency key.
+    value: {"status": success|failed|pending, "serial", "message"}."""
+
+    ref: str
+    product: str
+    customer_no: str
+    amount: int
+    external: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class SettleBill:
+    """Post (success) or void (failed) the hold; pending leaves it for the callback or
+    reconciliation. value: {"state", "ref", "at", "receipt"}."""
+
+    movement_id: int
+    status: str
+    serial: str | None

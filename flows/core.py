@@ -129,7 +129,15 @@ class DeleteUserMessage:
     """Delete the message the customer just sent (a PIN), where the channel allows."""
 
 
-Reply = Say | DeleteUserMessage
+@dataclass(frozen=True, slots=True)
+class SendReceipt:
+    """A receipt image (and its text) for a completed movement. ``receipt``: kind,
+    amount, fee, reference, created_at (ISO), status, from_party, to_party, lines."""
+
+    receipt: Mapping[str, Any]
+
+
+Reply = Say | DeleteUserMessage | SendReceipt
 
 # ------------------------------------------------------------------ values for texts
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flows import account, info, money
+from flows import account, bills, info, money
 from flows.core import Button, Ctx, Event, FlowState, Step
 
 
@@ -35,6 +35,7 @@ FLOWS: dict[str, FlowSpec] = {
         FlowSpec("topup", money.TopupState, money.topup),
         FlowSpec("transfer", money.TransferState, money.transfer),
         FlowSpec("cashout", money.CashoutState, money.cashout),
+        FlowSpec("bills", bills.BillState, bills.bills),
     )
 }
 
@@ -42,6 +43,7 @@ GUEST_MENU = ("register", "login", "reset_pin", "faq", "language", "waiting_agen
 CUSTOMER_MENU = (
     "balance",
     "topup",
+    "bills",
     "transfer",
     "cashout",
     "history",

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from pydantic import BaseModel
+from sqlalchemy import Connection, select, update
 
+from storage.schema import movements
 from wallet.errors import WalletError
 
 PayStatus = Literal["success", "failed", "pending"]
@@ -66,8 +68,9 @@ class Biller(Protocol):
 
     async def inquiry(self, product: Product, customer_no: str) -> Bill: ...
 
-    async def pay(self, ref_id: str, product: Product, customer_no: str, amount: int) -> PayResult:
-        ...
+    async def pay(
+        self, ref_id: str, product: Product, customer_no: str, amount: int
+    ) -> PayResult: ...
 
     async def status(self, ref_id: str, product: Product, customer_no: str) -> PayResult: ...
 
@@ -111,8 +114,15 @@ class SandboxBiller:
             return Bill(product.code, customer_no, name, product.price, product.admin_fee)
         seed = int(hashlib.sha256(f"{product.code}{customer_no}".encode()).hexdigest()[:6], 16)
         amount = 50_000 + (seed % 40) * 5_000
-        return Bill(product.code, customer_no, "BUDI SANTOSO", amount, product.admin_fee,
-                    period="NOV 2026", details={"tarif": "R1/1300VA"})
+        return Bill(
+            product.code,
+            customer_no,
+            "BUDI SANTOSO",
+            amount,
+            product.admin_fee,
+            period="NOV 2026",
+            details={"tarif": "R1/1300VA"},
+        )
 
     async def pay(self, ref_id: str, product: Product, customer_no: str, amount: int) -> PayResult:
         self.pay_calls.append(ref_id)
@@ -145,26 +155,84 @@ def _serial(ref_id: str, product: Product) -> str:
     digest = hashlib.sha256(ref_id.encode()).hexdigest()
     digits = "".join(str(int(c, 16) % 10) for c in digest)
     if product.category == "pln_token":
-        return "-".join(digits[i:i + 4] for i in range(0, 20, 4))
+        return "-".join(digits[i : i + 4] for i in range(0, 20, 4))
     return f"SN{digits[:16]}"
 
 
 DEFAULT_PRODUCTS: list[dict[str, object]] = [
-    *({"code": f"{op}{d // 1000}", "category": "pulsa", "operator": op,
-       "name": f"Pulsa {d // 1000}rb", "price": d + 1_500}
-      for op in _OPERATORS for d in (10_000, 25_000, 50_000, 100_000)),
-    *({"code": f"{op}data{gb}", "category": "data", "operator": op,
-       "name": f"Paket data {gb} GB 30 hari", "price": price}
-      for op in _OPERATORS for gb, price in ((5, 35_000), (12, 65_000), (25, 100_000))),
-    *({"code": f"pln{d // 1000}", "category": "pln_token", "name": f"Token PLN {d // 1000}rb",
-       "price": d + 2_500} for d in (20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000)),
-    {"code": "plnpasca", "category": "pln_bill", "name": "Tagihan PLN", "admin_fee": 2_500,
-     "postpaid": True},
+    *(
+        {
+            "code": f"{op}{d // 1000}",
+            "category": "pulsa",
+            "operator": op,
+            "name": f"Pulsa {d // 1000}rb",
+            "price": d + 1_500,
+        }
+        for op in _OPERATORS
+        for d in (10_000, 25_000, 50_000, 100_000)
+    ),
+    *(
+        {
+            "code": f"{op}data{gb}",
+            "category": "data",
+            "operator": op,
+            "name": f"Paket data {gb} GB 30 hari",
+            "price": price,
+        }
+        for op in _OPERATORS
+        for gb, price in ((5, 35_000), (12, 65_000), (25, 100_000))
+    ),
+    *(
+        {
+            "code": f"pln{d // 1000}",
+            "category": "pln_token",
+            "name": f"Token PLN {d // 1000}rb",
+            "price": d + 2_500,
+        }
+        for d in (20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000)
+    ),
+    {
+        "code": "plnpasca",
+        "category": "pln_bill",
+        "name": "Tagihan PLN",
+        "admin_fee": 2_500,
+        "postpaid": True,
+    },
     {"code": "pdam", "category": "pdam", "name": "Air PDAM", "admin_fee": 2_500, "postpaid": True},
-    {"code": "indihome", "category": "internet_tv", "name": "IndiHome", "admin_fee": 2_500,
-     "postpaid": True},
-    {"code": "firstmedia", "category": "internet_tv", "name": "First Media", "admin_fee": 2_500,
-     "postpaid": True},
-    {"code": "bpjsks", "category": "bpjs", "name": "BPJS Kesehatan", "admin_fee": 2_500,
-     "postpaid": True},
+    {
+        "code": "indihome",
+        "category": "internet_tv",
+        "name": "IndiHome",
+        "admin_fee": 2_500,
+        "postpaid": True,
+    },
+    {
+        "code": "firstmedia",
+        "category": "internet_tv",
+        "name": "First Media",
+        "admin_fee": 2_500,
+        "postpaid": True,
+    },
+    {
+        "code": "bpjsks",
+        "category": "bpjs",
+        "name": "BPJS Kesehatan",
+        "admin_fee": 2_500,
+        "postpaid": True,
+    },
 ]
+
+
+def record_serial(conn: Connection, movement_id: int, serial: str | None, status: str) -> None:
+    """Keep what the biller answered (the SN or PLN token) with the movement."""
+    row = conn.execute(select(movements.c.meta).where(movements.c.id == movement_id)).first()
+    meta = dict(row[0] or {}) if row is not None else {}
+    meta.update({"biller_status": status, **({"serial": serial} if serial else {})})
+    conn.execute(update(movements).where(movements.c.id == movement_id).values(meta=meta))
+
+
+def bill_product(products: list[Product], code: str) -> Product:
+    for product in products:
+        if product.code == code:
+            return product
+    raise BillerError("not_found", f"unknown product {code}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -73,7 +74,7 @@ def parse_update(update: Update) -> TelegramInbound | None:
         return None  # edited messages, channel posts, groups: not ours
     chat_id = str(message.chat.id)
     name = message.from_user.first_name if message.from_user else None
-    common = {"profile_name": name, "platform_message_id": str(message.message_id)}
+    common: dict[str, Any] = {"profile_name": name, "platform_message_id": str(message.message_id)}
     if message.contact is not None:
         contact = message.contact
         # only the sender's own number counts (not a contact card of someone else)
@@ -119,6 +120,12 @@ class TelegramChannel:
                     pass
                 return
             protect = bool(payload.get("protect"))
+            if kind == "receipt":
+                png = await asyncio.to_thread(_render, payload)
+                await self.bot.send_photo(
+                    int(chat_id), photo=png, caption=str(payload.get("text", ""))[:1000]
+                )
+                return
             if kind == "image":
                 await self.bot.send_photo(
                     int(chat_id),
@@ -145,6 +152,13 @@ class TelegramChannel:
             await self.bot.answer_callback_query(callback_query_id)
         except TelegramError as exc:
             log.info("callback answer failed", extra={"error": exc.message})
+
+
+def _render(payload: Mapping[str, Any]) -> bytes:
+    from bot.engine import receipt_from
+    from bot.receipts import render_receipt
+
+    return render_receipt(receipt_from(payload["receipt"]), str(payload.get("language", "id")))
 
 
 def _markup(payload: Mapping[str, Any]) -> Any:

@@ -101,6 +101,7 @@ class TwilioChannel:
         window_open: Callable[[str], Awaitable[bool]] | None = None,
         notification_content_sid: str = "",
         public_url: str = "",
+        publish: Callable[[Mapping[str, Any]], Awaitable[str]] | None = None,
     ) -> None:
         self.client = client
         self.sender = sender
@@ -109,6 +110,7 @@ class TwilioChannel:
         self.window_open = window_open
         self.notification_content_sid = notification_content_sid
         self.public_url = public_url.rstrip("/")
+        self.publish = publish  # receipt payload → a signed /media/… path
 
     def _addr(self, phone: str) -> str:
         return f"whatsapp:{phone}" if self.whatsapp else phone
@@ -131,6 +133,8 @@ class TwilioChannel:
             kwargs["body"] = body
             if payload.get("type") == "image" and payload.get("url"):
                 kwargs["media_url"] = [self.public_url + str(payload["url"])]
+            if payload.get("type") == "receipt" and self.publish is not None and self.whatsapp:
+                kwargs["media_url"] = [self.public_url + await self.publish(payload)]
         await self._create(**kwargs)
 
     async def send_template(self, to: str, content_sid: str, variables: Mapping[str, str]) -> None:
