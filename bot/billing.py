@@ -34,6 +34,14 @@ class Billing:
         if moved is None or moved.replayed or moved.debit_customer_id is None:
             return moved
         meta = dict(moved.meta)
+        total = Money(moved.amount + moved.fee)
+        if moved.kind is Kind.BANK_TRANSFER:
+            name = str(meta.get("account_name", ""))
+            key = "notify.bank_done" if moved.state is State.POSTED else "notify.bank_failed"
+            await self.engine.notify_customer(
+                moved.debit_customer_id, Say(key, {"name": name, "ref": moved.ref, "total": total})
+            )
+            return moved
         product = str(meta.get("product", ""))
         try:
             name = bill_product(self.wallet.settings.bills.products, product).name
@@ -62,14 +70,17 @@ class Billing:
         cutoff = self.wallet.clock.now() - timedelta(seconds=threshold)
         pending = await self.wallet.db.read(_pending_bills, cutoff)
         settled = 0
-        for ref, meta in pending:
+        for ref, kind, meta in pending:
             try:
-                product = bill_product(
-                    self.wallet.settings.bills.products, str(meta.get("product", ""))
-                )
-                result = await self.engine.biller.status(
-                    ref, product, str(meta.get("customer_no", ""))
-                )
+                if kind == Kind.BANK_TRANSFER.value:
+                    result = await self.engine.disbursement.status(ref)
+                else:
+                    product = bill_product(
+                        self.wallet.settings.bills.products, str(meta.get("product", ""))
+                    )
+                    result = await self.engine.biller.status(
+                        ref, product, str(meta.get("customer_no", ""))
+                    )
             except Exception:
                 log.exception("status check failed", extra={"ref": ref})
                 continue
@@ -82,7 +93,7 @@ def _settle(
     conn: Connection, wallet: Wallet, ref: str, result: PayResult, actor: str
 ) -> Movement | None:
     found = wallet.ledger.find(conn, ref=ref)
-    if found is None or found.kind is not Kind.BILL:
+    if found is None or found.kind not in (Kind.BILL, Kind.BANK_TRANSFER):
         return None
     try:
         moved = wallet.ledger.settle(conn, found.id, post=result.status == "success", actor=actor)
@@ -93,12 +104,15 @@ def _settle(
     return moved
 
 
-def _pending_bills(conn: Connection, cutoff: Any) -> list[tuple[str, dict[str, Any]]]:
+def _pending_bills(conn: Connection, cutoff: Any) -> list[tuple[str, str, dict[str, Any]]]:
     rows = conn.execute(
-        select(movements.c.ref, movements.c.meta)
-        .where(movements.c.kind == Kind.BILL.value, movements.c.state == State.PENDING.value)
+        select(movements.c.ref, movements.c.kind, movements.c.meta)
+        .where(
+            movements.c.kind.in_([Kind.BILL.value, Kind.BANK_TRANSFER.value]),
+            movements.c.state == State.PENDING.value,
+        )
         .where(movements.c.created_at <= cutoff)
         .order_by(movements.c.id)
         .limit(500)
     )
-    return [(r[0], dict(r[1] or {})) for r in rows]
+    return [(r[0], r[1], dict(r[2] or {})) for r in rows]

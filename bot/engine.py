@@ -58,6 +58,7 @@ from storage.schema import (
 )
 from wallet import customers as cust
 from wallet.billers import Biller, BillerError, SandboxBiller, bill_product, record_serial
+from wallet.disbursement import Disbursement, SandboxDisbursement
 from wallet.errors import InvalidTransition, WalletError
 from wallet.locks import xact_lock
 from wallet.masking import mask_name, mask_phone
@@ -70,6 +71,7 @@ from wallet.topup import va_number
 log = logging.getLogger("kaspro.engine")
 
 BILLER_SETTLEMENT = SystemParty(SystemKind.BILLER_SETTLEMENT)
+DISBURSEMENT_CLEARING = SystemParty(SystemKind.DISBURSEMENT_CLEARING)
 MAX_STEPS = 20  # a flow asking for commands in a loop is a bug; stop it
 SECRET_EXPECTS = ("pin", "new_pin", "confirm_pin")
 
@@ -142,6 +144,7 @@ class Engine:
         otp_sender: OtpSender | None = None,
         metrics: Any = None,
         biller: Biller | None = None,
+        disbursement: Disbursement | None = None,
     ) -> None:
         self.wallet = wallet
         self.db: Database = wallet.db
@@ -151,6 +154,7 @@ class Engine:
         self.otp_sender = otp_sender
         self.metrics = metrics  # bot.metrics.Metrics, when served
         self.biller: Biller = biller or SandboxBiller()
+        self.disbursement: Disbursement = disbursement or SandboxDisbursement()
         money = wallet.settings.money
         self.flow_config: dict[str, Any] = {
             "transfer_fee": money.transfer_fee,
@@ -216,6 +220,18 @@ class Engine:
                             "product_name": product.name,
                         },
                     )
+                case C.AccountInquiry(bank_code, account_no):
+                    name = await self.disbursement.inquiry(bank_code, account_no)
+                    return Outcome(True, {"name": name})
+                case C.CallDisbursement(ref, bank_code, account_no, amount):
+                    try:
+                        sent = await self.disbursement.send(ref, bank_code, account_no, amount)
+                    except BillerError:
+                        raise
+                    except Exception:  # the answer is unknown: reconciliation will ask
+                        log.exception("disbursement call failed", extra={"ref": ref})
+                        return Outcome(True, {"status": "pending", "serial": None})
+                    return Outcome(True, {"status": sent.status, "serial": sent.serial})
                 case C.CallBiller(ref, code, customer_no, amount):
                     product = bill_product(products, code)
                     try:
@@ -774,6 +790,21 @@ class _Run:
                 return {"movement_id": held.id, "ref": held.ref}
             case C.SettleBill(movement_id, status, serial):
                 return self._settle_bill(movement_id, status, serial, actor)
+            case C.ListBanks():
+                return {"banks": [{"code": b.code, "name": b.name}
+                                  for b in wallet.settings.money.banks]}
+            case C.HoldBankTransfer():
+                held = wallet.ledger.move(conn, MoveMoney(
+                    key=cmd.key, kind=Kind.BANK_TRANSFER, source=CustomerParty(cmd.customer_id),
+                    destination=DISBURSEMENT_CLEARING, amount=cmd.amount, fee=cmd.fee,
+                    hold=True, actor=actor,
+                    description=f"{cmd.account_name} {cmd.bank_code}-{cmd.account_no}"[:200],
+                    meta={"bank_code": cmd.bank_code, "account_no": cmd.account_no,
+                          "account_name": cmd.account_name},
+                ))
+                return {"movement_id": held.id, "ref": held.ref}
+            case C.SettleBankTransfer(movement_id, status, serial):
+                return self._settle_bill(movement_id, status, serial, actor)
             case C.OpenSupportRequest(kind, note):
                 return conn.scalar(
                     support_requests.insert()
@@ -1047,6 +1078,15 @@ def _stale_conversations(conn: Connection, cutoff: datetime) -> list[tuple[str, 
 
 def bill_receipt(m: Any, serial: str | None) -> dict[str, Any]:
     meta = dict(m.meta or {})
+    if m.kind is Kind.BANK_TRANSFER:
+        lines = [["bank", str(meta.get("bank_code", ""))],
+                 ["account", f"{meta.get('account_no', '')} {meta.get('account_name', '')}"]]
+        if serial:
+            lines.append(["serial", serial])
+        return {"kind": "bank_transfer", "amount": m.amount, "fee": m.fee,
+                "reference": m.ref, "created_at": m.created_at.isoformat(),
+                "status": m.state.value, "to_party": str(meta.get("account_name", "")),
+                "lines": lines}
     lines = [["customer_id", str(meta.get("customer_no", ""))]]
     if serial:
         lines.append(["token" if "-" in serial else "serial", serial])

@@ -45,7 +45,7 @@ from bot.providers.digiflazz import DigiflazzBiller, result_of, webhook_valid
 from bot.ratelimit import RateLimiter
 from storage.db import Database
 from storage.schema import conversations, inbox
-from wallet.billers import Biller, SandboxBiller
+from wallet.billers import Biller, PayResult, SandboxBiller
 from wallet.config import Settings
 from wallet.service import Wallet
 
@@ -358,6 +358,7 @@ def make_app(service: Service) -> web.Application:
     app.router.add_post("/callbacks/va", partner_callback("va"))
     app.router.add_post("/partner/tokens/redeem", partner_callback("redeem"))
     app.router.add_post("/callbacks/biller", biller_callback)
+    app.router.add_post("/callbacks/disbursement", disbursement_callback)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/media/{media_id}", media_file)
@@ -442,6 +443,29 @@ async def biller_callback(request: web.Request) -> web.Response:
     except (ValueError, KeyError, TypeError):
         return web.json_response({"status": "rejected", "reason": "malformed"}, status=400)
     moved = await service.billing.settle(ref, result_of(data), actor="biller:callback")
+    state = moved.state.value if moved is not None else "unknown"
+    return web.json_response({"status": "ok", "state": state})
+
+
+async def disbursement_callback(request: web.Request) -> web.Response:
+    """The disbursement provider's final status for a bank transfer, signed like every
+    partner callback (HMAC-SHA256 over "<timestamp>.<body>")."""
+    service: Service = request.app[SERVICE]
+    body = await request.read()
+    if service.partners.secret is None:
+        raise web.HTTPNotFound()
+    if not service.partners.authentic(body, request.headers.get("X-Kaspro-Timestamp", ""),
+                                      request.headers.get("X-Kaspro-Signature", "")):
+        return web.json_response({"status": "rejected", "reason": "bad_signature"}, status=401)
+    try:
+        data = json.loads(body)
+        ref, status = str(data["reference"]), str(data["status"])
+        if status not in ("success", "failed", "pending"):
+            raise ValueError(status)
+    except (ValueError, KeyError, TypeError):
+        return web.json_response({"status": "rejected", "reason": "malformed"}, status=400)
+    result = PayResult(status, str(data.get("bank_ref") or "") or None)  # type: ignore[arg-type]
+    moved = await service.billing.settle(ref, result, actor="disbursement:callback")
     state = moved.state.value if moved is not None else "unknown"
     return web.json_response({"status": "ok", "state": state})
 

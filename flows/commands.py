@@ -196,3 +196,48 @@ class SettleBill:
     movement_id: int
     status: str
     serial: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountInquiry:
+    """External: the bank account holder's name. value: {"name"}; error: not_found."""
+
+    bank_code: str
+    account_no: str
+    external: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class HoldBankTransfer:
+    """Hold amount + fee for a transfer to a bank. value: {"movement_id", "ref"}."""
+
+    customer_id: int
+    bank_code: str
+    account_no: str
+    account_name: str
+    amount: int
+    fee: int
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallDisbursement:
+    """External: send the money to the bank. value: {"status", "serial"}."""
+
+    ref: str
+    bank_code: str
+    account_no: str
+    amount: int
+    external: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class SettleBankTransfer:
+    movement_id: int
+    status: str
+    serial: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ListBanks:
+    """value: [{"code", "name"}] from config."""

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flows import account, bills, info, money
+from flows import account, bank, bills, info, money
 from flows.core import Button, Ctx, Event, FlowState, Step
 
 
@@ -36,6 +36,7 @@ FLOWS: dict[str, FlowSpec] = {
         FlowSpec("transfer", money.TransferState, money.transfer),
         FlowSpec("cashout", money.CashoutState, money.cashout),
         FlowSpec("bills", bills.BillState, bills.bills),
+        FlowSpec("bank_transfer", bank.BankState, bank.bank_transfer),
     )
 }
 
@@ -45,6 +46,7 @@ CUSTOMER_MENU = (
     "topup",
     "bills",
     "transfer",
+    "bank_transfer",
     "cashout",
     "history",
     "profile",

@@ -24,7 +24,7 @@ from tests.standins.digiflazz import FakeAggregator
 from tests.wallet.helpers import new_customer
 from wallet import partners
 from wallet.billers import bill_product
-from wallet.model import CustomerParty, Kind, MoveMoney, State, SystemKind, SystemParty
+from wallet.model import CustomerParty, Kind, MoveMoney, State, SystemKind, SystemParty, Tier
 from wallet.service import Wallet
 
 SECRET = b"partner-secret-123"
@@ -226,3 +226,39 @@ async def test_digiflazz_adapter_against_the_fake_aggregator(stack: Stack) -> No
         r["sign"] == hashlib.md5(f"kasprodev-key{r['ref_id']}".encode()).hexdigest()
         for r in stack.agg.requests
     )
+
+
+async def test_disbursement_callback_settles_a_pending_bank_transfer_once(stack: Stack) -> None:
+    w = stack.env.wallet
+    cid = await new_customer(w)
+    await w.set_tier(cid, Tier.PREMIUM, actor="test")
+    await w.move(
+        MoveMoney(
+            key="fund-bank",
+            kind=Kind.TOPUP,
+            source=SystemParty(SystemKind.TOPUP_FLOAT, "va:014"),
+            destination=CustomerParty(cid),
+            amount=300_000,
+        )
+    )
+    held = await w.move(
+        MoveMoney(
+            key="bank-1",
+            kind=Kind.BANK_TRANSFER,
+            source=CustomerParty(cid),
+            destination=SystemParty(SystemKind.DISBURSEMENT_CLEARING),
+            amount=200_000,
+            fee=6_500,
+            hold=True,
+            meta={"bank_code": "014", "account_no": "5550002222", "account_name": "BUDI"},
+        )
+    )
+    body = {"reference": held.ref, "status": "success", "bank_ref": "BCA-TRF-1"}
+    assert (await stack.post("/callbacks/disbursement", body, secret=b"forged"))[0] == 401
+    assert (await w.balance(cid)).pending_debits == 206_500
+    answers = await asyncio.gather(*(stack.post("/callbacks/disbursement", body) for _ in range(3)))
+    assert [a[0] for a in answers] == [200, 200, 200]
+    bal = await w.balance(cid)
+    assert (bal.balance, bal.pending_debits) == (300_000 - 206_500, 0)
+    late = await stack.post("/callbacks/disbursement", {**body, "status": "failed"})
+    assert late == (200, {"status": "ok", "state": "posted"})  # a posted transfer stays posted
