@@ -45,12 +45,14 @@ from flows.core import (
     Text,
 )
 from flows.parsing import ParseError, normalize_command, parse_pin
+from flows.pay_qris import looks_like_qris
 from flows.registry import FLOWS, load_state, menu_buttons
 from storage.db import Database
 from storage.schema import (
     conversations,
     customers,
     inbox,
+    media,
     movements,
     outbox,
     processed_messages,
@@ -232,6 +234,13 @@ class Engine:
                         log.exception("disbursement call failed", extra={"ref": ref})
                         return Outcome(True, {"status": "pending", "serial": None})
                     return Outcome(True, {"status": sent.status, "serial": sent.serial})
+                case C.DecodeQr(media_ref):
+                    stored = await self.db.read(_load_media, media_ref.removeprefix("media:"))
+                    if stored is None:
+                        return Outcome(True, [])
+                    from bot.qrdecode import decode_qr
+
+                    return Outcome(True, await asyncio.to_thread(decode_qr, stored))
                 case C.CallBiller(ref, code, customer_no, amount):
                     product = bill_product(products, code)
                     try:
@@ -522,6 +531,10 @@ class _Run:
         if self.state is None:
             if isinstance(event, Choice) and event.value in FLOWS:
                 self.start(event.value)
+            elif isinstance(event, Photo) and self.conv.customer_id is not None:
+                self._step("qris", Start("photo:" + event.ref))  # a photo of a QR: pay it
+            elif text is not None and looks_like_qris(text) and self.conv.customer_id:
+                self._step("qris", Start(text))
             else:
                 self._menu(first=self.conv.customer_id is None and not self.conv.exists)
             return
@@ -790,18 +803,64 @@ class _Run:
                 return {"movement_id": held.id, "ref": held.ref}
             case C.SettleBill(movement_id, status, serial):
                 return self._settle_bill(movement_id, status, serial, actor)
+            case C.PayMerchant():
+                paid = wallet.ledger.move(
+                    conn,
+                    MoveMoney(
+                        key=cmd.key,
+                        kind=Kind.QRIS,
+                        source=CustomerParty(cmd.customer_id),
+                        destination=SystemParty(SystemKind.MERCHANT, cmd.nmid),
+                        amount=cmd.amount + cmd.tip,
+                        actor=actor,
+                        description=cmd.merchant_name,
+                        meta={
+                            "merchant": cmd.merchant_name,
+                            "city": cmd.city,
+                            "nmid": cmd.nmid,
+                            "tip": cmd.tip,
+                        },
+                    ),
+                )
+                lines = [["merchant", f"{cmd.merchant_name}, {cmd.city}"], ["nmid", cmd.nmid]]
+                return {
+                    "ref": paid.ref,
+                    "at": paid.created_at,
+                    "receipt": {
+                        "kind": "qris",
+                        "amount": paid.amount,
+                        "fee": 0,
+                        "reference": paid.ref,
+                        "created_at": paid.created_at.isoformat(),
+                        "status": paid.state.value,
+                        "to_party": cmd.merchant_name,
+                        "lines": lines,
+                    },
+                }
             case C.ListBanks():
-                return {"banks": [{"code": b.code, "name": b.name}
-                                  for b in wallet.settings.money.banks]}
+                return {
+                    "banks": [{"code": b.code, "name": b.name} for b in wallet.settings.money.banks]
+                }
             case C.HoldBankTransfer():
-                held = wallet.ledger.move(conn, MoveMoney(
-                    key=cmd.key, kind=Kind.BANK_TRANSFER, source=CustomerParty(cmd.customer_id),
-                    destination=DISBURSEMENT_CLEARING, amount=cmd.amount, fee=cmd.fee,
-                    hold=True, actor=actor,
-                    description=f"{cmd.account_name} {cmd.bank_code}-{cmd.account_no}"[:200],
-                    meta={"bank_code": cmd.bank_code, "account_no": cmd.account_no,
-                          "account_name": cmd.account_name},
-                ))
+                held = wallet.ledger.move(
+                    conn,
+                    MoveMoney(
+                        key=cmd.key,
+                        kind=Kind.BANK_TRANSFER,
+                        source=CustomerParty(cmd.customer_id),
+                        destination=DISBURSEMENT_CLEARING,
+                        amount=cmd.amount,
+                        fee=cmd.fee,
+                        hold=True,
+                        actor=actor,
+                        description=f"{cmd.account_name} {cmd.bank_code}-{cmd.account_no}"[:200],
+                        meta={
+                            "bank_code": cmd.bank_code,
+                            "account_no": cmd.account_no,
+                            "account_name": cmd.account_name,
+                        },
+                    ),
+                )
                 return {"movement_id": held.id, "ref": held.ref}
             case C.SettleBankTransfer(movement_id, status, serial):
                 return self._settle_bill(movement_id, status, serial, actor)
@@ -1006,6 +1065,11 @@ def _set_language(
         )
 
 
+def _load_media(conn: Connection, media_id: str) -> bytes | None:
+    row = conn.execute(select(media.c.data).where(media.c.id == media_id)).first()
+    return None if row is None else bytes(row[0])
+
+
 def _pin_hash(conn: Connection, customer_id: int) -> str | None:
     return conn.scalar(select(customers.c.pin_hash).where(customers.c.id == customer_id))
 
@@ -1079,14 +1143,22 @@ def _stale_conversations(conn: Connection, cutoff: datetime) -> list[tuple[str, 
 def bill_receipt(m: Any, serial: str | None) -> dict[str, Any]:
     meta = dict(m.meta or {})
     if m.kind is Kind.BANK_TRANSFER:
-        lines = [["bank", str(meta.get("bank_code", ""))],
-                 ["account", f"{meta.get('account_no', '')} {meta.get('account_name', '')}"]]
+        lines = [
+            ["bank", str(meta.get("bank_code", ""))],
+            ["account", f"{meta.get('account_no', '')} {meta.get('account_name', '')}"],
+        ]
         if serial:
             lines.append(["serial", serial])
-        return {"kind": "bank_transfer", "amount": m.amount, "fee": m.fee,
-                "reference": m.ref, "created_at": m.created_at.isoformat(),
-                "status": m.state.value, "to_party": str(meta.get("account_name", "")),
-                "lines": lines}
+        return {
+            "kind": "bank_transfer",
+            "amount": m.amount,
+            "fee": m.fee,
+            "reference": m.ref,
+            "created_at": m.created_at.isoformat(),
+            "status": m.state.value,
+            "to_party": str(meta.get("account_name", "")),
+            "lines": lines,
+        }
     lines = [["customer_id", str(meta.get("customer_no", ""))]]
     if serial:
         lines.append(["token" if "-" in serial else "serial", serial])

@@ -241,3 +241,24 @@ class SettleBankTransfer:
 @dataclass(frozen=True, slots=True)
 class ListBanks:
     """value: [{"code", "name"}] from config."""
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeQr:
+    """External: read QR codes from a stored photo. value: [payload text, ...]."""
+
+    media_ref: str
+    external: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class PayMerchant:
+    """Pay a QRIS merchant (posted at once). value: {"ref", "at", "receipt"}."""
+
+    customer_id: int
+    nmid: str
+    merchant_name: str
+    city: str
+    amount: int
+    tip: int
+    key: str

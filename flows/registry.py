@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flows import account, bank, bills, info, money
+from flows import account, bank, bills, info, money, pay_qris
 from flows.core import Button, Ctx, Event, FlowState, Step
 
 
@@ -37,6 +37,7 @@ FLOWS: dict[str, FlowSpec] = {
         FlowSpec("cashout", money.CashoutState, money.cashout),
         FlowSpec("bills", bills.BillState, bills.bills),
         FlowSpec("bank_transfer", bank.BankState, bank.bank_transfer),
+        FlowSpec("qris", pay_qris.QrisState, pay_qris.pay_qris),
     )
 }
 
@@ -45,6 +46,7 @@ CUSTOMER_MENU = (
     "balance",
     "topup",
     "bills",
+    "qris",
     "transfer",
     "bank_transfer",
     "cashout",
