@@ -49,6 +49,8 @@ class ConsoleChannel:
         if payload.get("type") == "receipt":
             path = await asyncio.to_thread(_save_receipt, payload)
             self.out.write(f"bot > [receipt image: {path}]\n")
+            self.out.flush()
+            return
         for line in str(payload.get("text", "")).splitlines() or [""]:
             self.out.write(f"bot > {line}\n")
         for n, button in enumerate(payload.get("buttons") or [], start=1):

@@ -410,7 +410,9 @@ class Engine:
             return None
         return conv.state
 
-    async def notify_customer(self, customer_id: int, message: Say) -> None:
+    async def notify_customer(
+        self, customer_id: int, message: Say | SendReceipt | tuple[Say | SendReceipt, ...]
+    ) -> None:
         """Tell a customer something outside a conversation (a top-up arrived...)."""
         chats = await self.db.write(notify_rows, customer_id, message, self.clock.now())
         for channel, chat_id in chats:
@@ -748,7 +750,11 @@ class _Run:
                             },
                         ),
                     )
-                return {"ref": moved.ref, "at": moved.created_at}
+                recipient = cust.load_customer(conn, cmd.recipient_id)
+                return {"ref": moved.ref, "at": moved.created_at,
+                        "receipt": movement_receipt(moved, to_party=mask_name(
+                            recipient.first_name, recipient.last_name) + " · "
+                            + mask_phone(recipient.phone), note=cmd.note)}
             case C.GetTopupInfo(customer_id):
                 c = cust.load_customer(conn, customer_id)
                 money = wallet.settings.money
@@ -1140,6 +1146,17 @@ def _stale_conversations(conn: Connection, cutoff: datetime) -> list[tuple[str, 
     return [(r[0], r[1]) for r in rows]
 
 
+def movement_receipt(m: Any, *, to_party: str = "", from_party: str = "",
+                     note: str = "", lines: list[list[str]] | None = None) -> dict[str, Any]:
+    """The receipt of a transfer, top-up or cash-out."""
+    rows = [*(lines or [])]
+    if note:
+        rows.append(["note", note])
+    return {"kind": m.kind.value, "amount": m.amount, "fee": m.fee, "reference": m.ref,
+            "created_at": m.created_at.isoformat(), "status": m.state.value,
+            "to_party": to_party or None, "from_party": from_party or None, "lines": rows}
+
+
 def bill_receipt(m: Any, serial: str | None) -> dict[str, Any]:
     meta = dict(m.meta or {})
     if m.kind is Kind.BANK_TRANSFER:
@@ -1205,7 +1222,7 @@ def receipt_from(data: Mapping[str, Any]) -> Any:
 def notify_rows(
     conn: Connection,
     customer_id: int,
-    message: Say,
+    message: Say | SendReceipt | tuple[Say | SendReceipt, ...],
     now: datetime,
     skip: tuple[str, str] | None = None,
 ) -> list[tuple[str, str]]:
@@ -1221,16 +1238,19 @@ def notify_rows(
         found.append((channel, chat_id))
         if (channel, chat_id) == skip:
             continue
-        conn.execute(
-            outbox.insert().values(
-                channel=channel,
-                chat_id=chat_id,
-                payload=i18n.render(language, message),
-                created_at=now,
-                attempts=0,
-                next_attempt_at=now,
+        for one in message if isinstance(message, tuple) else (message,):
+            payload = (receipt_payload(dict(one.receipt), language)
+                       if isinstance(one, SendReceipt) else i18n.render(language, one))
+            conn.execute(
+                outbox.insert().values(
+                    channel=channel,
+                    chat_id=chat_id,
+                    payload=payload,
+                    created_at=now,
+                    attempts=0,
+                    next_attempt_at=now,
+                )
             )
-        )
     return found
 
 

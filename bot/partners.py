@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bot.engine import Engine
-from flows.core import Money, Say, Term
+from bot.engine import Engine, movement_receipt
+from flows.core import Money, Say, SendReceipt, Term
 from wallet import partners
 from wallet.errors import (
     AccountNotActive,
@@ -134,7 +134,15 @@ class Partners:
         if not moved.replayed and moved.credit_customer_id is not None:
             await self.engine.notify_customer(
                 moved.credit_customer_id,
-                Say("notify.topup", {"amount": Money(amount), "source": source, "ref": moved.ref}),
+                (
+                    Say(
+                        "notify.topup",
+                        {"amount": Money(amount), "source": source, "ref": moved.ref},
+                    ),
+                    SendReceipt(
+                        movement_receipt(moved, from_party=source, lines=[["bank", bank.name]])
+                    ),
+                ),
             )
         return Answer(200, {"status": "credited", "ref": moved.ref, "replayed": moved.replayed})
 
@@ -153,9 +161,16 @@ class Partners:
             key = "notify.topup" if done.purpose == "topup" else "notify.cashout_done"
             await self.engine.notify_customer(
                 done.customer_id,
-                Say(
-                    key,
-                    {"amount": Money(amount), "source": partner.title(), "ref": done.movement.ref},
+                (
+                    Say(
+                        key,
+                        {
+                            "amount": Money(amount),
+                            "source": partner.title(),
+                            "ref": done.movement.ref,
+                        },
+                    ),
+                    SendReceipt(movement_receipt(done.movement, from_party=partner.title())),
                 ),
             )
         return Answer(
@@ -171,10 +186,12 @@ class Partners:
     async def expire_tokens(self) -> int:
         expired = await self.wallet.run(self.wallet.tokens.expire_in)
         for t in expired:
-            what = "isi saldo" if t.purpose == "topup" else "tarik tunai"
             await self.engine.notify_customer(
                 t.customer_id,
-                Say("notify.token_expired", {"what": what, "amount": Money(t.amount)}),
+                Say(
+                    "notify.token_expired",
+                    {"what": Term(f"kind.{t.purpose}"), "amount": Money(t.amount)},
+                ),
             )
         return len(expired)
 

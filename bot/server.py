@@ -113,6 +113,7 @@ class Service:
                     window_open=self.whatsapp_window_open,
                     notification_content_sid=settings.twilio.notification_content_sid,
                     public_url=settings.public_url,
+                    publish=self.publish_receipt,
                 )
                 channels[WHATSAPP] = whatsapp
             if settings.twilio_sms_from:
@@ -454,8 +455,11 @@ async def disbursement_callback(request: web.Request) -> web.Response:
     body = await request.read()
     if service.partners.secret is None:
         raise web.HTTPNotFound()
-    if not service.partners.authentic(body, request.headers.get("X-Kaspro-Timestamp", ""),
-                                      request.headers.get("X-Kaspro-Signature", "")):
+    if not service.partners.authentic(
+        body,
+        request.headers.get("X-Kaspro-Timestamp", ""),
+        request.headers.get("X-Kaspro-Signature", ""),
+    ):
         return web.json_response({"status": "rejected", "reason": "bad_signature"}, status=401)
     try:
         data = json.loads(body)

@@ -30,6 +30,7 @@ from flows.core import (
     Money,
     PinEntered,
     Say,
+    SendReceipt,
     Start,
     Step,
     Text,
@@ -236,6 +237,7 @@ def transfer(state: TransferState | None, event: Event, ctx: Ctx) -> Step:
             r = out.value
             return Step(
                 (
+                    SendReceipt(r["receipt"]),
                     say(
                         "transfer.done",
                         amount=Money(s.amount),

@@ -102,6 +102,7 @@ def stack_settings(env: Env, tg_url: str, tw_url: str, **over: Any) -> Settings:
             "twilio_sms_from": SMS_FROM,
             "twilio_api_url": tw_url,
             "public_url": PUBLIC,
+            "partner_secret": SecretStr("partner-secret"),
             "telegram": env.settings.telegram.model_copy(update={"per_chat_burst": 50}),
             **over,
         }
@@ -348,3 +349,108 @@ async def test_two_workers_keep_one_chat_in_order(env: Env, stack: Stack) -> Non
     assert not any("belum paham" in b for b in bodies)  # nothing arrived out of order
     await worker2.stop()
     await db2.dispose()
+
+
+async def link_customer(env: Env, channel: str, chat_id: str, *, phone: str) -> int:
+    from sqlalchemy import insert
+
+    from storage.schema import conversations
+    from wallet.customers import NewCustomer
+
+    customer = await env.wallet.register(NewCustomer(phone, "Siti", "Aminah"), pin="246813")
+    await env.db.write(
+        lambda c: c.execute(
+            insert(conversations).values(
+                channel=channel,
+                chat_id=chat_id,
+                customer_id=customer.id,
+                language="id",
+                updated_at=env.clock.now(),
+                last_inbound_at=env.clock.now(),
+            )
+        )
+    )
+    return customer.id
+
+
+async def va_topup(s: Stack, phone: str, amount: int, ref: str) -> None:
+    from bot.partners import signed_request
+
+    body, ts, sig = signed_request(
+        b"partner-secret",
+        {
+            "bank_code": "014",
+            "va_number": "39358" + phone.removeprefix("+62"),
+            "amount": amount,
+            "reference": ref,
+        },
+    )
+    resp = await s.client.post(
+        "/callbacks/va", data=body, headers={"X-Kaspro-Timestamp": ts, "X-Kaspro-Signature": sig}
+    )
+    assert resp.status == 200, await resp.text()
+
+
+QR_FILE = __import__("pathlib").Path(__file__).parents[1] / "conversations/files/qris_static.png"
+
+
+async def test_telegram_topup_bill_and_qris_with_receipt_images(stack: Stack) -> None:
+    s, chat = stack, 5500
+    cid = await link_customer(s.env, "telegram", str(chat), phone="081234567890")
+    await va_topup(s, "+6281234567890", 300_000, "BCA-TG-1")
+    await until(lambda: any("Saldo bertambah Rp 300.000" in t for t in s.tg.texts(chat)))
+    await until(lambda: len(s.tg.sent("sendPhoto", chat)) == 1)  # the top-up's receipt
+    for data in ("bills", "pulsa", "self", "telkomsel50", "yes"):
+        await s.telegram(callback_update(chat, data))
+    await until(lambda: "PIN" in s.tg.texts(chat)[-1])
+    await s.telegram(text_update(chat, "246813"))
+    await until(
+        lambda: any("Pulsa 50rb untuk 081234567890 berhasil" in t for t in s.tg.texts(chat))
+    )
+    await until(lambda: len(s.tg.sent("sendPhoto", chat)) == 2)
+    s.tg.files["qr1"] = QR_FILE.read_bytes()
+    await s.telegram(photo_update(chat, "qr1", len(s.tg.files["qr1"])))
+    await until(lambda: any("Bayar ke WARUNG BU SRI" in t for t in s.tg.texts(chat)))
+    await s.telegram(text_update(chat, "25rb"))
+    await s.telegram(callback_update(chat, "yes"))
+    await s.telegram(text_update(chat, "246813"))
+    await until(lambda: any("ke WARUNG BU SRI berhasil" in t for t in s.tg.texts(chat)))
+    await until(lambda: len(s.tg.sent("sendPhoto", chat)) == 3)
+    await s.settled()
+    assert (await s.env.wallet.balance(cid)).balance == 300_000 - 51_500 - 25_000
+
+
+async def test_whatsapp_topup_bill_and_qris_with_receipt_links(stack: Stack) -> None:
+    s, phone = stack, "+6281277001122"
+    cid = await link_customer(s.env, "whatsapp", phone, phone="081277001122")
+    await va_topup(s, phone, 200_000, "BCA-WA-1")
+    await until(lambda: any("Saldo bertambah" in m.get("Body", "") for m in s.tw.to(phone)))
+    n = iter(range(100))
+    for text in ("menu", "bayar tagihan & pulsa", "pulsa", "nomor saya"):
+        await s.whatsapp(phone, text, sid=f"SMq{next(n)}")
+    await until(lambda: "Pulsa 50rb" in s.tw.to(phone)[-1].get("Body", ""))
+    for text in ("3", "ya", "246813"):
+        await s.whatsapp(phone, text, sid=f"SMq{next(n)}")
+    await until(lambda: any("berhasil" in m.get("Body", "") for m in s.tw.to(phone)))
+    s.tw.media["qr"] = (QR_FILE.read_bytes(), "image/png")
+    await s.whatsapp(
+        phone,
+        "",
+        sid=f"SMq{next(n)}",
+        NumMedia="1",
+        MediaUrl0=str(s.settings.twilio_api_url).rstrip("/") + "/media/qr",
+    )
+    await until(lambda: any("WARUNG BU SRI" in m.get("Body", "") for m in s.tw.to(phone)))
+    for text in ("10rb", "ya", "246813"):
+        await s.whatsapp(phone, text, sid=f"SMq{next(n)}")
+    await until(
+        lambda: any("ke WARUNG BU SRI berhasil" in m.get("Body", "") for m in s.tw.to(phone))
+    )
+    await s.settled()
+    receipts = [m for m in s.tw.to(phone) if m.get("MediaUrl")]
+    assert len(receipts) >= 3  # top-up, bill, QRIS
+    link = receipts[-1]["MediaUrl"]
+    assert link.startswith(PUBLIC + "/media/")
+    png = await s.client.get(link.removeprefix(PUBLIC))
+    assert png.status == 200 and (await png.read())[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (await s.env.wallet.balance(cid)).balance == 200_000 - 51_500 - 10_000
