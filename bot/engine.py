@@ -11,6 +11,7 @@ id. After commit the outbox is delivered through the channel adapters.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
@@ -73,6 +74,20 @@ from wallet.topup import va_number
 log = logging.getLogger("kaspro.engine")
 
 BILLER_SETTLEMENT = SystemParty(SystemKind.BILLER_SETTLEMENT)
+# Commands that only read: they run without a savepoint of their own.
+READ_ONLY = (
+    C.LookupPhone,
+    C.EmailTaken,
+    C.GetBalance,
+    C.GetHistory,
+    C.GetMovement,
+    C.GetProfile,
+    C.ListProducts,
+    C.ListBanks,
+    C.FindRecipient,
+    C.RecentRecipients,
+    C.GetTopupInfo,
+)
 DISBURSEMENT_CLEARING = SystemParty(SystemKind.DISBURSEMENT_CLEARING)
 MAX_STEPS = 20  # a flow asking for commands in a loop is a bug; stop it
 SECRET_EXPECTS = ("pin", "new_pin", "confirm_pin")
@@ -348,9 +363,11 @@ class Engine:
             return PinEntered("ok")
         if expects == "confirm_pin":
             pending = state.get("pending_pin_hash")
-            if not pending:
+            fingerprint = self._pin_fingerprint(conv, pin)
+            if not pending or not hmac.compare_digest(str(pending), fingerprint):
                 return PinConfirmEntered(matches=False)
-            return PinConfirmEntered(matches=await pins.verify(str(pending), pin))
+            # confirmed: the one slow argon2id hash, for storage
+            return PinConfirmEntered(matches=True, pin_hash=await pins.hash(pin))
         # new_pin
         birth = state.get("birth_date")
         current_hash = None
@@ -363,7 +380,12 @@ class Engine:
         weak = pin_weakness(pin, birth_date)
         if weak is None and current_hash and await pins.verify(current_hash, pin):
             weak = "same_as_old"
-        return NewPinEntered(weak=weak, pin_hash=None if weak else await pins.hash(pin))
+        # Until it is confirmed, the new PIN is kept as a keyed fingerprint (HMAC with the
+        # server secret): comparing the confirmation needs no argon2 run.
+        return NewPinEntered(weak=weak, pin_hash=None if weak else self._pin_fingerprint(conv, pin))
+
+    def _pin_fingerprint(self, conv: _Conv, pin: str) -> str:
+        return "hmac-sha256$" + self.wallet.keyed_digest("new-pin", conv.channel, conv.chat_id, pin)
 
     # ================================================================ the transaction
     def _apply(self, conn: Connection, msg: Inbound, event: Event | None, seen: Any) -> _Outcome:
@@ -614,6 +636,11 @@ class _Run:
 
     # ---------------------------------------------------------------- commands
     def _execute(self, command: Any) -> Outcome:
+        if isinstance(command, READ_ONLY):  # nothing to undo: no savepoint
+            try:
+                return Outcome(True, self._run_command(command))
+            except WalletError as err:
+                return _failed(err)
         try:
             with self.conn.begin_nested():
                 value = self._run_command(command)
@@ -751,10 +778,17 @@ class _Run:
                         ),
                     )
                 recipient = cust.load_customer(conn, cmd.recipient_id)
-                return {"ref": moved.ref, "at": moved.created_at,
-                        "receipt": movement_receipt(moved, to_party=mask_name(
-                            recipient.first_name, recipient.last_name) + " · "
-                            + mask_phone(recipient.phone), note=cmd.note)}
+                return {
+                    "ref": moved.ref,
+                    "at": moved.created_at,
+                    "receipt": movement_receipt(
+                        moved,
+                        to_party=mask_name(recipient.first_name, recipient.last_name)
+                        + " · "
+                        + mask_phone(recipient.phone),
+                        note=cmd.note,
+                    ),
+                }
             case C.GetTopupInfo(customer_id):
                 c = cust.load_customer(conn, customer_id)
                 money = wallet.settings.money
@@ -1146,15 +1180,29 @@ def _stale_conversations(conn: Connection, cutoff: datetime) -> list[tuple[str, 
     return [(r[0], r[1]) for r in rows]
 
 
-def movement_receipt(m: Any, *, to_party: str = "", from_party: str = "",
-                     note: str = "", lines: list[list[str]] | None = None) -> dict[str, Any]:
+def movement_receipt(
+    m: Any,
+    *,
+    to_party: str = "",
+    from_party: str = "",
+    note: str = "",
+    lines: list[list[str]] | None = None,
+) -> dict[str, Any]:
     """The receipt of a transfer, top-up or cash-out."""
     rows = [*(lines or [])]
     if note:
         rows.append(["note", note])
-    return {"kind": m.kind.value, "amount": m.amount, "fee": m.fee, "reference": m.ref,
-            "created_at": m.created_at.isoformat(), "status": m.state.value,
-            "to_party": to_party or None, "from_party": from_party or None, "lines": rows}
+    return {
+        "kind": m.kind.value,
+        "amount": m.amount,
+        "fee": m.fee,
+        "reference": m.ref,
+        "created_at": m.created_at.isoformat(),
+        "status": m.state.value,
+        "to_party": to_party or None,
+        "from_party": from_party or None,
+        "lines": rows,
+    }
 
 
 def bill_receipt(m: Any, serial: str | None) -> dict[str, Any]:
@@ -1239,8 +1287,11 @@ def notify_rows(
         if (channel, chat_id) == skip:
             continue
         for one in message if isinstance(message, tuple) else (message,):
-            payload = (receipt_payload(dict(one.receipt), language)
-                       if isinstance(one, SendReceipt) else i18n.render(language, one))
+            payload = (
+                receipt_payload(dict(one.receipt), language)
+                if isinstance(one, SendReceipt)
+                else i18n.render(language, one)
+            )
             conn.execute(
                 outbox.insert().values(
                     channel=channel,

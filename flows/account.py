@@ -279,11 +279,11 @@ def _new_pin_steps(
         )
     if not isinstance(event, PinConfirmEntered):
         return Step((say("pin.ask_confirm"),), state=s)
-    if not event.matches:
+    if not event.matches or not event.pin_hash:
         return _ask_new_pin(
             s.model_copy(update={"step": pin_step, "pending_pin_hash": None}), "pin.mismatch"
         )
-    return done(s, s.pending_pin_hash or "")
+    return done(s, event.pin_hash)
 
 
 # ====================================================================== login & PIN reset

@@ -64,7 +64,7 @@ class PinEntered:
 @dataclass(frozen=True, slots=True)
 class NewPinEntered:
     """The customer typed a new PIN. ``weak`` is why it is refused (or None); ``pin_hash``
-    is its argon2id hash (the clear digits never reach the flow state)."""
+    is its keyed fingerprint until confirmed (the clear digits never reach the state)."""
 
     weak: str | None
     pin_hash: str | None
@@ -76,6 +76,7 @@ class PinConfirmEntered:
 
     matches: bool
     format_ok: bool = True
+    pin_hash: str | None = None  # argon2id hash of the confirmed PIN, for storage
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +182,8 @@ class FlowState(BaseModel):
     flow: str
     # What the next message is, when it is a secret the engine must handle first.
     expects: Expect | None = None
-    # argon2id hash of a new PIN waiting for its confirmation (never the PIN itself)
+    # a keyed fingerprint (HMAC with the server secret) of a new PIN waiting for its
+    # confirmation — never the PIN itself
     pending_pin_hash: str | None = None
 
 

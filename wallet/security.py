@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 
 from argon2 import PasswordHasher, Type
@@ -41,9 +43,15 @@ class PinHasher:
             parallelism=settings.pin_hash_parallelism,
             type=Type.ID,
         )
+        # argon2 is CPU-bound (and releases the GIL): its own threads, one per core, so it
+        # neither starves nor queues behind the database's worker threads.
+        self._pool = ThreadPoolExecutor(
+            max_workers=os.cpu_count() or 2, thread_name_prefix="argon2"
+        )
 
     async def hash(self, pin: str) -> str:
-        return await asyncio.to_thread(self._hasher.hash, pin)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._hasher.hash, pin)
 
     async def verify(self, stored: str, pin: str) -> bool:
         def _verify() -> bool:
@@ -52,7 +60,7 @@ class PinHasher:
             except (VerificationError, InvalidHashError):
                 return False
 
-        return await asyncio.to_thread(_verify)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, _verify)
 
     def needs_rehash(self, stored: str) -> bool:
         return self._hasher.check_needs_rehash(stored)

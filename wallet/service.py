@@ -8,6 +8,8 @@ inside ``db.write``.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import secrets
 from collections.abc import Callable
@@ -100,11 +102,17 @@ class Wallet:
         if secret_key is None:
             log.warning("KASPRO_SECRET_KEY is not set: using a per-process key (development only)")
             secret_key = secrets.token_bytes(32)
+        self._secret_key = secret_key
         self.system = SystemAccounts(settings.ledger.system_account_shards)
         self.ledger = Ledger(settings, self.clock, self.system)
         self.pins = PinHasher(settings.security)
         self.otp = OtpService(db, settings.security, self.clock, secret_key)
         self.tokens = TokenService(settings, self.clock, self.ledger, secret_key)
+
+    def keyed_digest(self, *parts: str) -> str:
+        """HMAC-SHA256 of ``parts`` with the server secret (fingerprints, never secrets)."""
+        msg = "\x1f".join(parts).encode()
+        return hmac.new(self._secret_key, msg, hashlib.sha256).hexdigest()
 
     async def run(
         self, work: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
