@@ -399,7 +399,7 @@ class Simulation:
         await send("phone", text=phone)
         codes = [
             m.group(1)
-            for to, body in self.sms.sent[sms_mark:]
+            for to, body, _code in self.sms.sent[sms_mark:]
             if to == e164 and (m := OTP_RE.search(body))
         ]
         if not codes:

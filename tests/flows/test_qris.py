@@ -325,6 +325,8 @@ def test_random_changed_character_is_a_bad_crc(label: str, where: float, replace
     pos = int(where * len(payload))
     if pos in _crc_marker(payload) or payload[pos] == replacement:
         return
+    if pos >= len(payload) - 4 and payload[pos].upper() == replacement.upper():
+        return  # the CRC's hex digits are read case-insensitively: "AF" and "Af" agree
     assert _code(payload[:pos] + replacement + payload[pos + 1 :]) == "bad_crc"
 
 
