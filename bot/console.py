@@ -30,8 +30,10 @@ from storage.db import Database
 from storage.migrate import upgrade
 from storage.schema import conversations
 from wallet.config import Settings
+from wallet.customers import NewCustomer
 from wallet.errors import WalletError
 from wallet.masking import mask_phone
+from wallet.model import Tier
 from wallet.service import Wallet
 from wallet.topup import bank_by_code, va_number
 
@@ -186,13 +188,27 @@ def _read_file(path: str) -> bytes:
 
 SANDBOX_HELP = (
     "      sandbox: /sandbox topup AMOUNT [BANK_CODE]   (a bank pays your virtual account)\n"
-    "               /sandbox redeem TOKEN AMOUNT [indomaret|alfamart]   (a minimart redeems)"
+    "               /sandbox redeem TOKEN AMOUNT [indomaret|alfamart]   (a minimart redeems)\n"
+    "               /sandbox premium   (KYC approved: you become Premium)\n"
+    "               /sandbox customer PHONE FIRST [LAST]   (someone to send money to)"
 )
 
 
 async def _sandbox(line: str, user: str, wallet: Wallet, partners: Partners, secret: bytes) -> str:
     parts = line.split()
     try:
+        if len(parts) == 2 and parts[1] == "premium":
+            customer_id = await wallet.db.read(_linked_customer, CHANNEL, user)
+            if customer_id is None:
+                return "      (register or log in first)"
+            await wallet.set_tier(customer_id, Tier.PREMIUM, actor="sandbox:kyc",
+                                  reason="sandbox: KYC approved")
+            return "      [sandbox: KYC approved → Premium]"
+        if len(parts) >= 4 and parts[1] == "customer":
+            other = await wallet.register(
+                NewCustomer(parts[2], parts[3], " ".join(parts[4:])), pin="864209",
+                actor="sandbox")
+            return f"      [sandbox: customer {other.phone} registered, PIN 864209]"
         if len(parts) >= 3 and parts[1] == "topup":
             customer_id = await wallet.db.read(_linked_customer, CHANNEL, user)
             if customer_id is None:

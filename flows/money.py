@@ -237,7 +237,6 @@ def transfer(state: TransferState | None, event: Event, ctx: Ctx) -> Step:
             r = out.value
             return Step(
                 (
-                    SendReceipt(r["receipt"]),
                     say(
                         "transfer.done",
                         amount=Money(s.amount),
@@ -247,6 +246,7 @@ def transfer(state: TransferState | None, event: Event, ctx: Ctx) -> Step:
                         fee=Money(s.fee),
                         total=Money(s.amount + s.fee),
                     ),
+                    SendReceipt(r["receipt"]),
                 )
             )
     return Step((say("flow.not_understood"),), state=s)
