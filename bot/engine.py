@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bot import i18n
@@ -74,6 +74,38 @@ from wallet.topup import va_number
 log = logging.getLogger("kaspro.engine")
 
 BILLER_SETTLEMENT = SystemParty(SystemKind.BILLER_SETTLEMENT)
+# Statements of every message, built once (SQLAlchemy then reuses their compiled form).
+_LOAD_CONVERSATION = select(conversations).where(
+    conversations.c.channel == bindparam("ch"), conversations.c.chat_id == bindparam("chat")
+)
+_FIRST_DELIVERY = {
+    name: dialect.insert(processed_messages)
+    .on_conflict_do_nothing()
+    .returning(processed_messages.c.message_id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+_BACKLOG = (
+    select(outbox.c.id)
+    .where(outbox.c.channel == bindparam("ch"), outbox.c.chat_id == bindparam("chat"))
+    .where(outbox.c.sent_at.is_(None), outbox.c.failed_at.is_(None))
+    .limit(1)
+)
+_CUSTOMER_PHONE = select(customers.c.phone).where(customers.c.id == bindparam("id"))
+_CONVERSATION_COLUMNS = ("customer_id", "language", "state", "state_at", "buttons", "updated_at")
+_UPDATE_CONVERSATION = {
+    inbound: update(conversations)
+    .where(
+        conversations.c.channel == bindparam("w_ch"), conversations.c.chat_id == bindparam("w_chat")
+    )
+    .values(
+        {
+            c: bindparam(f"v_{c}")
+            for c in (*_CONVERSATION_COLUMNS, *(("last_inbound_at",) if inbound else ()))
+        }
+    )
+    for inbound in (False, True)
+}
+
 # Commands that only read: they run without a savepoint of their own.
 READ_ONLY = (
     C.LookupPhone,
@@ -407,11 +439,7 @@ class Engine:
 
     # ================================================================ storage helpers
     def _load(self, conn: Connection, channel: str, chat_id: str) -> _Conv:
-        row = conn.execute(
-            select(conversations).where(
-                conversations.c.channel == channel, conversations.c.chat_id == chat_id
-            )
-        ).first()
+        row = conn.execute(_LOAD_CONVERSATION, {"ch": channel, "chat": chat_id}).first()
         if row is None:
             return _Conv(channel, chat_id, None, i18n.DEFAULT_LANGUAGE, None, None, None, False)
         return _Conv(
@@ -619,9 +647,7 @@ class _Run:
     def _ctx(self) -> Ctx:
         phone = None
         if self.conv.customer_id is not None:
-            phone = self.conn.scalar(
-                select(customers.c.phone).where(customers.c.id == self.conv.customer_id)
-            )
+            phone = self.conn.scalar(_CUSTOMER_PHONE, {"id": self.conv.customer_id})
         return Ctx(
             customer_id=self.conv.customer_id,
             language=self.conv.language,
@@ -995,12 +1021,14 @@ class _Run:
         if buttons is None and payloads:
             values["buttons"] = None
         if conv.exists:
+            stmt = _UPDATE_CONVERSATION["last_inbound_at" in values]
             conn.execute(
-                update(conversations)
-                .where(
-                    conversations.c.channel == conv.channel, conversations.c.chat_id == conv.chat_id
-                )
-                .values(**values)
+                stmt,
+                {
+                    "w_ch": conv.channel,
+                    "w_chat": conv.chat_id,
+                    **{f"v_{k}": v for k, v in values.items()},
+                },
             )
         else:
             conn.execute(
@@ -1082,14 +1110,8 @@ def _pin_outcome(err: WalletError) -> PinEntered:
 def _first_delivery(conn: Connection, channel: str, message_id: str, now: datetime) -> bool:
     if not message_id:
         return True
-    ins: Any = (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(
-        processed_messages
-    )
-    row = conn.execute(
-        ins.values(channel=channel, message_id=message_id, at=now)
-        .on_conflict_do_nothing()
-        .returning(processed_messages.c.message_id)
-    ).first()
+    stmt = _FIRST_DELIVERY[conn.dialect.name]
+    row = conn.execute(stmt, {"channel": channel, "message_id": message_id, "at": now}).first()
     return row is not None
 
 
@@ -1136,15 +1158,7 @@ def _due_chats(conn: Connection, now: datetime) -> list[tuple[str, str]]:
 
 
 def _has_backlog(conn: Connection, channel: str, chat_id: str) -> bool:
-    return (
-        conn.execute(
-            select(outbox.c.id)
-            .where(outbox.c.channel == channel, outbox.c.chat_id == chat_id)
-            .where(outbox.c.sent_at.is_(None), outbox.c.failed_at.is_(None))
-            .limit(1)
-        ).first()
-        is not None
-    )
+    return conn.execute(_BACKLOG, {"ch": channel, "chat": chat_id}).first() is not None
 
 
 def _mark_delivery(
