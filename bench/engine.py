@@ -50,6 +50,7 @@ throwaway database ``kaspro_bench_engine``, recreated for each run and dropped a
 Logs go to stderr. Exit status 1 when a customer failed or a backend errored.
 """
 
+# ruff: noqa: E402  (the project's imports come after the sys.path fix below)
 from __future__ import annotations
 
 import argparse
@@ -72,6 +73,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+# Run as ``python bench/engine.py``, this file's folder comes first on sys.path, where
+# bench/flows.py would shadow the project's ``flows`` package: put the root there instead.
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:] = [str(ROOT)] + [
+    p for p in sys.path if Path(p or ".").resolve() not in (ROOT, ROOT / "bench")
+]
 
 import asyncpg
 import telegram
