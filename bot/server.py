@@ -42,11 +42,13 @@ from bot.media import IMAGE_TYPES, MediaStore, sniff_image_type
 from bot.metrics import Metrics
 from bot.partners import Partners
 from bot.providers.digiflazz import DigiflazzBiller, result_of, webhook_valid
+from bot.providers.disbursement_http import HttpDisbursement
 from bot.ratelimit import RateLimiter
 from storage.db import Database
 from storage.schema import conversations, inbox
 from wallet.billers import Biller, PayResult, SandboxBiller
 from wallet.config import Settings
+from wallet.disbursement import Disbursement, SandboxDisbursement
 from wallet.service import Wallet
 
 log = logging.getLogger("kaspro.server")
@@ -134,6 +136,7 @@ class Service:
             otp_sender=otp_sender,
             metrics=self.metrics,
             biller=make_biller(settings),
+            disbursement=make_disbursement(settings),
         )
         self.partners = Partners(wallet, self.engine)
         self.billing = Billing(wallet, self.engine)
@@ -472,6 +475,16 @@ async def disbursement_callback(request: web.Request) -> web.Response:
     moved = await service.billing.settle(ref, result, actor="disbursement:callback")
     state = moved.state.value if moved is not None else "unknown"
     return web.json_response({"status": "ok", "state": state})
+
+
+def make_disbursement(settings: Settings) -> Disbursement:
+    if settings.money.disbursement_provider == "http":
+        key = settings.disbursement_api_key
+        if settings.disbursement_url and key is not None:
+            return HttpDisbursement(settings.disbursement_url, key.get_secret_value())
+        log.warning("money.disbursement_provider is http but KASPRO_DISBURSEMENT_URL/API_KEY "
+                    "are not set: using the sandbox")
+    return SandboxDisbursement()
 
 
 def make_biller(settings: Settings) -> Biller:

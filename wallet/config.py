@@ -104,6 +104,9 @@ class MoneySettings(BaseModel):
     cashout_fee: int = 0
     transfer_fee: int = 0
     bank_transfer_fee: int = 6_500
+    # Transfers to banks: "sandbox" (deterministic) or "http" (KASPRO_DISBURSEMENT_URL and
+    # KASPRO_DISBURSEMENT_API_KEY from the environment).
+    disbursement_provider: str = "sandbox"
     # Partner callbacks: HMAC-SHA256 over "<timestamp>.<body>", accepted this long.
     partner_window_seconds: int = 300
 
@@ -157,6 +160,8 @@ class Settings(BaseSettings):
     biller_username: str | None = None
     biller_api_key: SecretStr | None = None
     biller_webhook_secret: SecretStr | None = None
+    disbursement_url: str = ""
+    disbursement_api_key: SecretStr | None = None
     smtp_url: SecretStr | None = None
 
     @classmethod
@@ -189,6 +194,8 @@ SECRET_FIELDS = frozenset(
         "biller_username",
         "biller_api_key",
         "biller_webhook_secret",
+        "disbursement_url",
+        "disbursement_api_key",
         "smtp_url",
     }
 )
