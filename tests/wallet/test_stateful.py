@@ -857,7 +857,7 @@ def machine_for(backend: str, template: Path) -> type[WalletMachine]:
 
 
 STATEFUL = settings(
-    max_examples=30,
+    max_examples=40,
     stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
