@@ -60,7 +60,14 @@ from storage.schema import (
     support_requests,
 )
 from wallet import customers as cust
-from wallet.billers import Biller, BillerError, SandboxBiller, bill_product, record_serial
+from wallet.billers import (
+    Biller,
+    BillerError,
+    PayResult,
+    SandboxBiller,
+    bill_product,
+    record_serial,
+)
 from wallet.disbursement import Disbursement, SandboxDisbursement
 from wallet.errors import InvalidTransition, WalletError
 from wallet.locks import xact_lock
@@ -273,14 +280,9 @@ class Engine:
                     name = await self.disbursement.inquiry(bank_code, account_no)
                     return Outcome(True, {"name": name})
                 case C.CallDisbursement(ref, bank_code, account_no, amount):
-                    try:
-                        sent = await self.disbursement.send(ref, bank_code, account_no, amount)
-                    except BillerError:
-                        raise
-                    except Exception:  # the answer is unknown: reconciliation will ask
-                        log.exception("disbursement call failed", extra={"ref": ref})
-                        return Outcome(True, {"status": "pending", "serial": None})
-                    return Outcome(True, {"status": sent.status, "serial": sent.serial})
+                    return await _payment(
+                        ref, self.disbursement.send(ref, bank_code, account_no, amount)
+                    )
                 case C.DecodeQr(media_ref):
                     stored = await self.db.read(_load_media, media_ref.removeprefix("media:"))
                     if stored is None:
@@ -290,17 +292,7 @@ class Engine:
                     return Outcome(True, await asyncio.to_thread(decode_qr, stored))
                 case C.CallBiller(ref, code, customer_no, amount):
                     product = bill_product(products, code)
-                    try:
-                        paid = await self.biller.pay(ref, product, customer_no, amount)
-                    except BillerError:
-                        raise
-                    except Exception:  # the answer is unknown: reconciliation will ask
-                        log.exception("biller call failed", extra={"ref": ref})
-                        return Outcome(True, {"status": "pending", "serial": None})
-                    return Outcome(
-                        True,
-                        {"status": paid.status, "serial": paid.serial, "message": paid.message},
-                    )
+                    return await _payment(ref, self.biller.pay(ref, product, customer_no, amount))
         except BillerError as err:
             return Outcome(False, error=err.code, detail={"reason": err.reason})
         except Exception:
@@ -889,20 +881,8 @@ class _Run:
                     ),
                 )
                 lines = [["merchant", f"{cmd.merchant_name}, {cmd.city}"], ["nmid", cmd.nmid]]
-                return {
-                    "ref": paid.ref,
-                    "at": paid.created_at,
-                    "receipt": {
-                        "kind": "qris",
-                        "amount": paid.amount,
-                        "fee": 0,
-                        "reference": paid.ref,
-                        "created_at": paid.created_at.isoformat(),
-                        "status": paid.state.value,
-                        "to_party": cmd.merchant_name,
-                        "lines": lines,
-                    },
-                }
+                receipt = movement_receipt(paid, to_party=cmd.merchant_name, lines=lines)
+                return {"ref": paid.ref, "at": paid.created_at, "receipt": receipt}
             case C.ListBanks():
                 return {
                     "banks": [{"code": b.code, "name": b.name} for b in wallet.settings.money.banks]
@@ -1065,6 +1045,19 @@ class _Run:
 
 
 # ==================================================================== helpers
+
+
+async def _payment(ref: str, call: Awaitable[PayResult]) -> Outcome:
+    """A provider's answer to a payment. When the call itself fails the outcome is unknown:
+    the hold stays pending and the reconciliation job asks the provider later."""
+    try:
+        paid = await call
+    except BillerError:
+        raise
+    except Exception:
+        log.exception("payment call failed", extra={"ref": ref})
+        return Outcome(True, {"status": "pending", "serial": None})
+    return Outcome(True, {"status": paid.status, "serial": paid.serial, "message": paid.message})
 
 
 def _failed(err: WalletError) -> Outcome:
