@@ -3,10 +3,8 @@
 The wallet core is written as plain functions of a SQLAlchemy ``Connection`` that run
 inside one transaction: ``await db.write(fn, *args)`` / ``await db.read(fn, *args)``.
 
-- PostgreSQL: the async engine (asyncpg) runs ``fn`` in a greenlet, as
-  ``AsyncConnection.run_sync`` does, with the pool checkout, BEGIN, COMMIT and check-in
-  in that same greenlet: every statement is still an asyncpg round trip on the event
-  loop, without a thread.
+- PostgreSQL: the async engine (asyncpg) runs ``fn`` through ``run_sync``: every
+  statement is still an asyncpg round trip on the event loop, without a thread.
 - SQLite: work runs on threads with the stdlib driver, one thread hop per transaction.
   (An async driver for SQLite hops to its thread for every cursor call — about 30 hops
   per money movement — which measured several times slower.) WAL mode, a busy timeout,
@@ -30,16 +28,12 @@ from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
-from sqlalchemy.util import greenlet_spawn
 
 P = ParamSpec("P")
 T = TypeVar("T")
 _Write = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], "asyncio.Future[Any]"]
 # Most writes one SQLite transaction commits together.
 GROUP_COMMIT_MAX = 64
-# Page cache of the SQLite writer's connection (SQLite's default is 2 MiB; the writer's
-# working set — wallets, customers, the tails of the ledger's indexes — is larger).
-WRITER_CACHE_KIB = 64 * 1024
 
 
 def sqlite_sync_url(url: str | URL) -> URL:
@@ -97,7 +91,6 @@ class Database:
         self._pending: list[_Write] = []
         self._draining = False
         self._writer: ThreadPoolExecutor | None = None
-        self._write_conn: Connection | None = None  # the SQLite writer thread's own
         if self.dialect == "sqlite":
             self._sync = _sqlite_engine(
                 url, pool_size=pool_size, busy_timeout_ms=busy_timeout_ms, pooled=pooled
@@ -126,7 +119,8 @@ class Database:
     ) -> T:
         """Run ``fn(conn, …)`` in one write transaction; commit when it returns."""
         if self._async is not None:
-            return await greenlet_spawn(self._run_pg, True, fn, args, kwargs)
+            async with self._async.begin() as aconn:
+                return await aconn.run_sync(fn, *args, **kwargs)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending.append((fn, args, kwargs, future))
         if not self._draining:
@@ -157,15 +151,11 @@ class Database:
             self._draining = False
 
     def _run_batch(self, batch: list[_Write]) -> list[tuple[bool, Any]]:
-        """One transaction for the whole batch; each write in a SAVEPOINT of its own.
-
-        The savepoints are plain SQL on the sqlite3 connection (a write that uses
-        ``conn.begin_nested()`` itself nests inside its own). SQLite rolls a whole
-        transaction back on some errors (disk full, I/O error): then every write of the
-        batch is lost, and every caller gets that error."""
-        conn = self._writer_connection()
+        """One transaction for the whole batch; one SAVEPOINT per write."""
+        assert self._sync is not None
         outcomes: list[tuple[bool, Any]] = []
-        try:
+        with self._sync.connect() as conn:
+            conn = conn.execution_options(sqlite_begin="IMMEDIATE")
             with conn.begin():
                 if len(batch) == 1:
                     fn, args, kwargs, _ = batch[0]
@@ -175,68 +165,22 @@ class Database:
                         conn.rollback()
                         outcomes.append((False, exc))
                     return outcomes
-                db: Any = conn.connection.driver_connection
                 for fn, args, kwargs, _ in batch:
-                    db.execute("SAVEPOINT kaspro_write")
                     try:
-                        result = fn(conn, *args, **kwargs)
+                        with conn.begin_nested():
+                            outcomes.append((True, fn(conn, *args, **kwargs)))
                     except Exception as exc:  # handed to its caller
-                        if not db.in_transaction:
-                            raise  # the batch is gone: _drain tells every caller
-                        db.execute("ROLLBACK TO kaspro_write")
-                        db.execute("RELEASE kaspro_write")
                         outcomes.append((False, exc))
-                    else:
-                        db.execute("RELEASE kaspro_write")
-                        outcomes.append((True, result))
-        except BaseException:
-            self._close_writer_connection()  # start the next batch on a fresh one
-            raise
         return outcomes
-
-    def _writer_connection(self) -> Connection:
-        """(On the writer thread.) The connection every batch runs on, kept open so its
-        page cache stays warm: SQLite drops a connection's cache whenever another
-        connection has written since its last transaction."""
-        conn = self._write_conn
-        if conn is None or conn.closed or conn.invalidated:
-            assert self._sync is not None
-            self._close_writer_connection()
-            conn = self._sync.connect().execution_options(sqlite_begin="IMMEDIATE")
-            conn.connection.driver_connection.execute(  # type: ignore[union-attr]
-                f"PRAGMA cache_size=-{int(WRITER_CACHE_KIB)}"
-            )
-            self._write_conn = conn
-        return conn
-
-    def _close_writer_connection(self) -> None:
-        conn, self._write_conn = self._write_conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                conn.close()
 
     async def read(
         self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:
         """Run ``fn(conn, …)`` in a read transaction (on SQLite, readers never queue)."""
         if self._async is not None:
-            return await greenlet_spawn(self._run_pg, False, fn, args, kwargs)
+            async with self._async.connect() as aconn:
+                return await aconn.run_sync(fn, *args, **kwargs)
         return await asyncio.to_thread(self._run_sqlite, "DEFERRED", fn, args, kwargs)
-
-    def _run_pg(
-        self, write: bool, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> T:
-        """(In a greenlet.) ``fn`` on a sync-style connection of the async engine, as
-        ``AsyncConnection.run_sync`` runs it, but with checkout, begin, commit and return
-        in the same greenlet (one switch into it instead of one per step). A write
-        commits when ``fn`` returns; a read's transaction is rolled back on return."""
-        assert self._async is not None
-        engine = self._async.sync_engine
-        if write:
-            with engine.begin() as conn:
-                return fn(conn, *args, **kwargs)
-        with engine.connect() as conn:
-            return fn(conn, *args, **kwargs)
 
     def _run_sqlite(
         self, mode: str, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -267,10 +211,6 @@ class Database:
 
     async def dispose(self) -> None:
         if self._writer is not None:
-            with contextlib.suppress(RuntimeError):  # disposed of before
-                await asyncio.get_running_loop().run_in_executor(
-                    self._writer, self._close_writer_connection
-                )
             self._writer.shutdown(wait=True)
         if self._async is not None:
             await self._async.dispose()
