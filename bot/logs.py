@@ -64,3 +64,5 @@ def setup_logging(fmt: str = "json", level: str = "INFO") -> None:
     root.setLevel(level.upper())
     # Alembic announces every plugin it loads at INFO; operators need only its migrations.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    # httpx logs every request's URL at INFO, and Bot API URLs carry the bot token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
