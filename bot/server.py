@@ -141,6 +141,9 @@ class Service:
         self.partners = Partners(wallet, self.engine)
         self.billing = Billing(wallet, self.engine)
         self._draining: dict[tuple[str, str], asyncio.Task[None]] = {}
+        # Chats applied at once. Each holds a connection for its chat lock and needs others
+        # for its transactions: bounded well below the pool, they can never starve it.
+        self._slots = asyncio.Semaphore(max(2, settings.db.pool_size // 4))
         self._again: set[tuple[str, str]] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -202,7 +205,7 @@ class Service:
         try:
             while True:
                 self._again.discard(key)
-                async with self.db.chat_lock(f"chat:{channel}:{chat_id}"):
+                async with self._slots, self.db.chat_lock(f"chat:{channel}:{chat_id}"):
                     while rows := await self.db.read(_inbox_for_chat, channel, chat_id):
                         for row_id, payload in rows:
                             await self._apply_one(row_id, payload)
